@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -55,7 +56,7 @@ type PebbleStore struct {
 // created for another job is refused: mixing two jobs' checkpoints would
 // commit one job's files under the other's id.
 func OpenPebble(dir, job string, retain int) (*PebbleStore, error) {
-	db, err := pebble.Open(dir, &pebble.Options{})
+	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
 	if err != nil {
 		return nil, fmt.Errorf("open checkpoint store %s: %w", dir, err)
 	}
@@ -228,3 +229,17 @@ func (s *PebbleStore) List() ([]*Manifest, error) {
 }
 
 func (s *PebbleStore) Close() error { return s.db.Close() }
+
+// quietLogger drops Pebble's informational chatter ("Found 0 WALs") that
+// would otherwise interleave with sluice's structured logs; errors still
+// reach stderr.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any) {}
+func (quietLogger) Errorf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "pebble: "+format+"\n", args...)
+}
+func (quietLogger) Fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "pebble: "+format+"\n", args...)
+	os.Exit(1)
+}

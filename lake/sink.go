@@ -452,6 +452,10 @@ func (s *Sink) commitTable(ctx context.Context, c pipeline.Commit, pt preparedTa
 
 var errPermanent = errors.New("permanent")
 
+// testHookBeforeCommit lets tests commit as another writer between our load
+// of the table and our commit, which forces the race deterministically.
+var testHookBeforeCommit func(ident table.Identifier)
+
 func (s *Sink) tryCommit(ctx context.Context, c pipeline.Commit, pt preparedTable, ident table.Identifier, log *zap.Logger) error {
 	tbl, err := s.cat.LoadTable(ctx, ident)
 	if err != nil {
@@ -505,6 +509,9 @@ func (s *Sink) tryCommit(ctx context.Context, c pipeline.Commit, pt preparedTabl
 		if err := tx.AddDataFiles(ctx, data, props, table.WithoutDuplicateCheck()); err != nil {
 			return fmt.Errorf("stage append: %w", err)
 		}
+	}
+	if testHookBeforeCommit != nil {
+		testHookBeforeCommit(ident)
 	}
 	started := time.Now()
 	fresh, err := tx.Commit(ctx)

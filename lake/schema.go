@@ -419,4 +419,3 @@ func formatDecimal(d pipeline.Decimal) string {
 	}
 	return s
 }
-

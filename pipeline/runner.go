@@ -129,6 +129,11 @@ type sourceCtl struct {
 // ctx is cancelled (no final checkpoint) or a stage fails.
 func (r *Runner) Run(ctx context.Context) (err error) {
 	cfg := r.cfg
+	// The sink opens first: recovery may have to commit through it.
+	if err := cfg.Sink.Open(ctx); err != nil {
+		return fmt.Errorf("open sink: %w", err)
+	}
+	defer func() { err = errors.Join(err, cfg.Sink.Close()) }()
 	restored, err := r.recover(ctx)
 	if err != nil {
 		return err
@@ -141,10 +146,6 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		}
 	}
 
-	if err := cfg.Sink.Open(ctx); err != nil {
-		return fmt.Errorf("open sink: %w", err)
-	}
-	defer func() { err = errors.Join(err, cfg.Sink.Close()) }()
 	for _, op := range cfg.Operators {
 		var state []byte
 		if restored != nil {

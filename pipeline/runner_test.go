@@ -77,11 +77,12 @@ type memSink struct {
 	committed map[uint64][]int64
 	rows      []int64
 	failAt    uint64 // Commit of this id fails once
+	opened    bool
 }
 
 func newMemSink() *memSink { return &memSink{committed: map[uint64][]int64{}} }
 
-func (m *memSink) Open(context.Context) error { return nil }
+func (m *memSink) Open(context.Context) error { m.opened = true; return nil }
 func (m *memSink) Write(_ context.Context, b *Batch) error {
 	for _, r := range b.Records {
 		m.buf = append(m.buf, r.After[0].(int64))
@@ -96,6 +97,9 @@ func (m *memSink) Prepare(_ context.Context, id uint64) ([]byte, error) {
 func (m *memSink) Commit(_ context.Context, c Commit) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if !m.opened {
+		return errors.New("commit before open")
+	}
 	if c.ID == m.failAt {
 		m.failAt = 0
 		return errors.New("injected commit failure")
@@ -111,7 +115,7 @@ func (m *memSink) Commit(_ context.Context, c Commit) error {
 	m.rows = append(m.rows, vals...)
 	return nil
 }
-func (m *memSink) Close() error { return nil }
+func (m *memSink) Close() error { m.opened = false; return nil }
 
 // countOp passes batches through and counts records in its state.
 type countOp struct{ seen int64 }

@@ -1,0 +1,163 @@
+package e2e
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-cdc/sluice/checkpoint"
+)
+
+// A clean bounded run: datagen with inserts, updates and deletes over a
+// small key space lands in upsert tables equal to the generator's final
+// state and append tables holding every change once.
+func TestEndToEnd(t *testing.T) {
+	j := newJob(t, 40_000, 7_000, "")
+	j.mustFinish(t)
+	e := j.expected(t)
+	j.verify(t, e)
+	// A second available-now run reads nothing new and changes nothing.
+	j.mustFinish(t)
+	j.verify(t, e)
+}
+
+// The process is killed with SIGKILL at each step of the checkpoint
+// protocol (through fault injection), then restarted until it finishes.
+// The tables must equal the source exactly: nothing lost, nothing twice.
+func TestCrashAtEveryProtocolStep(t *testing.T) {
+	for _, point := range checkpoint.FaultPoints {
+		t.Run(point, func(t *testing.T) {
+			t.Parallel()
+			j := newJob(t, 20_000, 3_000, "")
+			// Crash at checkpoint 2, so that one committed checkpoint
+			// precedes the crash, and then again at 4 after a restart.
+			for _, at := range []string{"2", "4"} {
+				r := j.runOnce(t, "SLUICE_FAULT="+point+"@"+at)
+				if !r.killed {
+					t.Fatalf("fault %s@%s did not kill the process: err=%v\n%s", point, at, r.err, tail(r.stderr, 20))
+				}
+				if !strings.Contains(r.stderr, "fault injected at "+point) {
+					t.Fatalf("process died, but not at the fault point:\n%s", tail(r.stderr, 20))
+				}
+			}
+			j.mustFinish(t)
+			j.verify(t, j.expected(t))
+		})
+	}
+}
+
+// Kills at random moments, repeatedly, then a final run to the end.
+func TestCrashAtRandomMoments(t *testing.T) {
+	rounds := 6
+	if v, err := strconv.Atoi(os.Getenv("SLUICE_CHAOS_ROUNDS")); err == nil && v > 0 {
+		rounds = v
+	}
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d, %d rounds", seed, rounds)
+	rng := rand.New(rand.NewPCG(seed, 0))
+	j := newJob(t, 60_000, 2_500, "")
+	// A rate limit spreads the run over several seconds, so that kills land
+	// in every phase: start-up, recovery, streaming, prepare and commit.
+	rewrite(t, j.path, "    total: 60000\n", "    total: 60000\n    rate: 12000\n")
+	killed, progressed := 0, 0
+	last := uint64(0)
+	for i := 0; i < rounds; i++ {
+		after := time.Duration(300+rng.IntN(1500)) * time.Millisecond
+		r := j.run(t, nil, after, "run", "--once", "-c", j.path)
+		switch {
+		case r.killed:
+			killed++
+		case r.err != nil:
+			t.Fatalf("round %d: %v\n%s", i, r.err, tail(r.stderr, 30))
+		}
+		if id := latestCheckpoint(t, j); id > last {
+			progressed++
+			last = id
+		}
+	}
+	t.Logf("%d of %d rounds were killed mid-run; %d rounds advanced the checkpoint (now %d)", killed, rounds, progressed, last)
+	if killed == 0 || progressed == 0 {
+		t.Fatalf("the kills did not interrupt a progressing job (killed %d, progressed %d): the test proved nothing", killed, progressed)
+	}
+	j.mustFinish(t)
+	j.verify(t, j.expected(t))
+}
+
+// Stop-with-savepoint: SIGTERM on a daemon takes a final checkpoint and
+// exits 0; the next run continues where it stopped.
+func TestDaemonStopsCleanlyOnSIGTERM(t *testing.T) {
+	j := newJob(t, 30_000, 1_000_000, "")
+	// Slow the generator so the daemon is mid-stream when it is stopped.
+	rewrite(t, j.path, "    total: 30000\n", "    total: 30000\n    rate: 20000\n")
+	cmd := startDaemon(t, j)
+	time.Sleep(700 * time.Millisecond)
+	stopped := time.Now()
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("daemon exit after SIGINT: %v", err)
+	}
+	if took := time.Since(stopped); took > 20*time.Second {
+		t.Errorf("stop took %s", took)
+	}
+	st, err := checkpoint.OpenPebble(j.dir+"/state", "e2e", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := st.Latest()
+	st.Close()
+	if err != nil || !m.Complete || m.Kind != checkpoint.KindFinal {
+		t.Fatalf("after stop, latest checkpoint = %+v, %v; want a complete final one", m, err)
+	}
+	if m.Sources["datagen"].Summary == "seq=30000" {
+		t.Fatalf("the daemon finished before it was stopped; the test did not exercise a stop mid-stream")
+	}
+	j.mustFinish(t)
+	j.verify(t, j.expected(t))
+}
+
+func rewrite(t *testing.T, path, old, new string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Replace(string(b), old, new, 1)
+	if s == string(b) {
+		t.Fatalf("%q not found in %s", old, path)
+	}
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func startDaemon(t *testing.T, j *job) *execCmd {
+	t.Helper()
+	cmd := newCmd(sluiceBin, "run", "-c", j.path)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	return cmd
+}
+
+var _ = fmt.Sprint
+
+func latestCheckpoint(t *testing.T, j *job) uint64 {
+	t.Helper()
+	st, err := checkpoint.OpenPebble(j.dir+"/state", "e2e", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	m, err := st.Latest()
+	if err != nil {
+		return 0
+	}
+	return m.ID
+}

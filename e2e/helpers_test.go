@@ -1,0 +1,349 @@
+// Package e2e runs the sluice binary as a real process against the embedded
+// lake and compares the Iceberg tables with what the source produced, row by
+// row, after clean runs, crashes at every protocol step, and random kills.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sluice-cdc/sluice/datagen"
+	"github.com/sluice-cdc/sluice/lake"
+	"github.com/sluice-cdc/sluice/pipeline"
+)
+
+var sluiceBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sluice-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	sluiceBin = filepath.Join(dir, "sluice")
+	build := exec.Command("go", "build", "-o", sluiceBin, "../cmd/sluice")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build sluice:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// job is one test job: a datagen source with two tables, both written as an
+// append (ods) and an upsert (dwd) table, in a private lake.
+type job struct {
+	dir        string
+	path       string
+	gen        datagen.Config
+	sink       lake.Config
+	maxRecords int
+}
+
+func newJob(t *testing.T, total int64, maxRecords int, extra string) *job {
+	t.Helper()
+	dir := t.TempDir()
+	j := &job{dir: dir, maxRecords: maxRecords}
+	j.gen = datagen.Config{
+		Seed:      7,
+		Total:     total,
+		BatchSize: 500,
+		Tables: []datagen.TableConfig{
+			{Name: "shop.orders", Preset: "orders", Keys: 3000, Mix: datagen.MixConfig{Update: 0.6, Delete: 0.2}},
+			{Name: "shop.items", Preset: "bench10", Keys: 1000, Mix: datagen.MixConfig{Update: 0.5, Delete: 0.3}, Weight: 0.5},
+		},
+	}
+	yaml := fmt.Sprintf(`job: e2e
+source:
+  datagen:
+    seed: %d
+    total: %d
+    batch_size: %d
+    tables:
+      - {name: shop.orders, preset: orders, keys: 3000, mix: {update: 0.6, delete: 0.2}}
+      - {name: shop.items, preset: bench10, keys: 1000, mix: {update: 0.5, delete: 0.3}, weight: 0.5}
+sink:
+  catalog: {type: sql, uri: "sqlite://%[4]s/lake/catalog.db"}
+  warehouse: "file://%[4]s/lake/warehouse"
+  namespace: lake
+  tables:
+    - match: "shop.*"
+      ods: "ods_{table}"
+      dwd: "dwd_{table}"
+      partition: ["bucket(4, id)"]
+checkpoint:
+  dir: %[4]s/state
+  interval: 1s
+  max_records: %[5]d
+log:
+  format: json
+%[6]s`, j.gen.Seed, total, j.gen.BatchSize, dir, maxRecords, extra)
+	j.path = filepath.Join(dir, "job.yaml")
+	if err := os.WriteFile(j.path, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	j.sink = lake.Config{
+		Catalog:   lake.CatalogConfig{Type: "sql", URI: "sqlite://" + dir + "/lake/catalog.db"},
+		Warehouse: "file://" + dir + "/lake/warehouse",
+		Namespace: "lake",
+	}
+	j.sink.Defaults()
+	return j
+}
+
+type result struct {
+	err    error
+	killed bool // ended by SIGKILL (an injected fault or the test)
+	stderr string
+}
+
+// run starts sluice with args and env, and kills it with SIGKILL after
+// killAfter if that is positive.
+func (j *job) run(t *testing.T, env []string, killAfter time.Duration, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, sluiceBin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.Stdout = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if killAfter > 0 {
+		timer := time.AfterFunc(killAfter, func() { _ = cmd.Process.Kill() })
+		defer timer.Stop()
+	}
+	err := cmd.Wait()
+	res := result{err: err, stderr: stderr.String()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
+			res.killed = true
+		}
+	}
+	return res
+}
+
+func (j *job) runOnce(t *testing.T, env ...string) result {
+	return j.run(t, env, 0, "run", "--once", "-c", j.path)
+}
+
+// mustFinish runs the job to its end and fails the test unless it exits 0.
+func (j *job) mustFinish(t *testing.T) {
+	t.Helper()
+	if r := j.runOnce(t); r.err != nil {
+		t.Fatalf("run --once: %v\n%s", r.err, tail(r.stderr, 40))
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// expected replays the generator: the final state per table (key -> row)
+// and the set of change positions per table.
+type expectation struct {
+	schemas map[string]*pipeline.Schema
+	state   map[string]map[string][]any
+	changes map[string]map[string]pipeline.Op
+}
+
+func (j *job) expected(t *testing.T) expectation {
+	t.Helper()
+	cfg := j.gen
+	cfg.Defaults()
+	e := expectation{schemas: map[string]*pipeline.Schema{}, state: map[string]map[string][]any{}, changes: map[string]map[string]pipeline.Op{}}
+	err := cfg.Replay(cfg.Total, func(s *pipeline.Schema, r pipeline.Record) {
+		name := s.Table.Name
+		if e.state[name] == nil {
+			e.schemas[name] = s
+			e.state[name] = map[string][]any{}
+			e.changes[name] = map[string]pipeline.Op{}
+		}
+		k := keyOf(s, r.Row())
+		if r.Op == pipeline.OpDelete {
+			delete(e.state[name], k)
+		} else {
+			e.state[name][k] = r.After
+		}
+		if _, dup := e.changes[name][r.Position]; dup {
+			t.Fatalf("generator repeated position %s", r.Position)
+		}
+		e.changes[name][r.Position] = r.Op
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Guard against a vacuous comparison: the workload must have produced
+	// rows, updates and deletes in every table.
+	for name, ch := range e.changes {
+		ops := map[pipeline.Op]int{}
+		for _, op := range ch {
+			ops[op]++
+		}
+		if len(e.state[name]) == 0 || ops[pipeline.OpInsert] == 0 || ops[pipeline.OpUpdate] == 0 || ops[pipeline.OpDelete] == 0 {
+			t.Fatalf("table %s: workload too thin to prove anything: %d rows, ops %v", name, len(e.state[name]), ops)
+		}
+	}
+	if len(e.state) != len(cfg.Tables) {
+		t.Fatalf("workload touched %d of %d tables", len(e.state), len(cfg.Tables))
+	}
+	return e
+}
+
+func keyOf(s *pipeline.Schema, row []any) string {
+	var parts []string
+	for _, k := range s.Key {
+		parts = append(parts, lake.FormatValue(row[k]))
+	}
+	return strings.Join(parts, "|")
+}
+
+// verify compares every table with the expectation: the upsert table equals
+// the final state value for value, the append table holds every change
+// exactly once with the right op.
+func (j *job) verify(t *testing.T, e expectation) {
+	t.Helper()
+	ctx := context.Background()
+	for name, want := range e.state {
+		s := e.schemas[name]
+		got := map[string][]any{}
+		var cols []string
+		err := lake.ScanTable(ctx, &j.sink, "lake.dwd_"+name, 0, func(c []string, row []any) error {
+			cols = c
+			byName := reorder(s, c, row)
+			k := keyOf(s, byName)
+			if _, dup := got[k]; dup {
+				return fmt.Errorf("key %s appears twice", k)
+			}
+			got[k] = byName
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("dwd_%s: %v", name, err)
+		}
+		_ = cols
+		if len(got) != len(want) {
+			t.Errorf("dwd_%s has %d rows, the source state has %d", name, len(got), len(want))
+		}
+		mismatches := 0
+		for _, k := range sortedKeys(want) {
+			g, ok := got[k]
+			if !ok {
+				mismatches++
+				if mismatches <= 5 {
+					t.Errorf("dwd_%s: key %s missing", name, k)
+				}
+				continue
+			}
+			for c := range s.Columns {
+				if !equalValue(g[c], want[k][c]) {
+					mismatches++
+					if mismatches <= 5 {
+						t.Errorf("dwd_%s key %s column %s = %s, want %s", name, k, s.Columns[c].Name, lake.FormatValue(g[c]), lake.FormatValue(want[k][c]))
+					}
+					break
+				}
+			}
+		}
+		for k := range got {
+			if _, ok := want[k]; !ok {
+				mismatches++
+				if mismatches <= 5 {
+					t.Errorf("dwd_%s: key %s should not exist (deleted or never inserted)", name, k)
+				}
+			}
+		}
+		if mismatches > 0 {
+			t.Errorf("dwd_%s: %d mismatches", name, mismatches)
+		}
+
+		changes := e.changes[name]
+		seen := map[string]int{}
+		err = lake.ScanTable(ctx, &j.sink, "lake.ods_"+name, 0, func(c []string, row []any) error {
+			var pos, op string
+			for i, n := range c {
+				switch n {
+				case "_pos":
+					pos, _ = row[i].(string)
+				case "_op":
+					op, _ = row[i].(string)
+				}
+			}
+			seen[pos]++
+			if want, ok := changes[pos]; ok && want.String() != op {
+				return fmt.Errorf("change %s has op %s, want %s", pos, op, want)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("ods_%s: %v", name, err)
+		}
+		dups, missing, extra := 0, 0, 0
+		for pos, n := range seen {
+			if _, ok := changes[pos]; !ok {
+				extra++
+			} else if n > 1 {
+				dups++
+			}
+		}
+		for pos := range changes {
+			if seen[pos] == 0 {
+				missing++
+			}
+		}
+		if dups+missing+extra > 0 {
+			t.Errorf("ods_%s: %d changes duplicated, %d missing, %d unknown (of %d)", name, dups, missing, extra, len(changes))
+		}
+	}
+}
+
+// reorder maps a scanned row (table column order) to the source schema order.
+func reorder(s *pipeline.Schema, cols []string, row []any) []any {
+	out := make([]any, len(s.Columns))
+	for i, c := range cols {
+		if idx := s.ColumnIndex(c); idx >= 0 {
+			out[idx] = row[i]
+		}
+	}
+	return out
+}
+
+func equalValue(a, b any) bool {
+	switch x := a.(type) {
+	case []byte:
+		y, ok := b.([]byte)
+		return ok && bytes.Equal(x, y)
+	case time.Time:
+		y, ok := b.(time.Time)
+		return ok && x.Equal(y)
+	}
+	return a == b
+}
+
+func sortedKeys(m map[string][]any) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"iter"
 	"math"
+	"math/bits"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -197,14 +199,26 @@ func (b *buffer) encodeKey(row []any) (string, error) {
 
 func (b *buffer) empty() bool { return b.rows == 0 }
 
-// drain seals the buffer and returns its content for writing. For append
-// tables data is every row; for upsert tables data is the newest row of
-// each key unless it is a delete, and deletes holds the key columns of
-// every key touched, which removes the key's rows of earlier snapshots.
-// The caller releases the returned batches.
-func (b *buffer) drain(ctx context.Context) (data, deletes []arrow.RecordBatch, err error) {
+// drained is a buffer's content at a checkpoint. Data is produced lazily,
+// one chunk at a time, so that the filtered copy of a chunk and the chunk
+// itself coexist only briefly: a checkpoint's rows are held once, not twice.
+type drained struct {
+	// data yields the batches to write; each is owned by the consumer
+	// (table.WriteRecords releases what it consumes).
+	data iter.Seq2[arrow.RecordBatch, error]
+	// deletes hold the key columns of every key the checkpoint touched
+	// (upsert only): they remove the key's rows of earlier snapshots.
+	deletes    []arrow.RecordBatch
+	rows       int64
+	deleteRows int64
+}
+
+// drain seals the buffer and hands its content over, leaving it empty.
+// For upsert tables data is the newest row of each key unless that is a
+// delete.
+func (b *buffer) drain(ctx context.Context) (*drained, error) {
 	if b.poisoned {
-		return nil, nil, errors.New("buffer holds a record that failed to convert; refusing to prepare")
+		return nil, errors.New("buffer holds a record that failed to convert; refusing to prepare")
 	}
 	b.seal()
 	chunks := b.chunks
@@ -213,72 +227,86 @@ func (b *buffer) drain(ctx context.Context) (data, deletes []arrow.RecordBatch, 
 		b.builder.Release()
 		b.builder = nil
 	}
-	defer func() {
-		for _, c := range chunks {
-			c.Release()
-		}
-		b.rows = 0
-		if b.mode == ModeUpsert {
-			b.latest = make(map[string]int64)
-			b.deleted = b.deleted[:0]
-		}
-	}()
+	rows := b.rows
+	b.rows = 0
 	if b.mode == ModeAppend {
-		for _, c := range chunks {
-			c.Retain()
-		}
-		return chunks, nil, nil
+		return &drained{data: batches(chunks), rows: rows}, nil
 	}
-	keep := make([]uint64, (b.rows+63)/64)
+	keep := make([]uint64, (rows+63)/64)
 	for _, idx := range b.latest {
 		keep[idx/64] |= 1 << (idx % 64)
 	}
+	deleted := b.deleted
+	b.latest = make(map[string]int64)
+	b.deleted = nil
+	isDeleted := func(g int64) bool { return int(g/64) < len(deleted) && deleted[g/64]&(1<<(g%64)) != 0 }
+	isKept := func(g int64) bool { return keep[g/64]&(1<<(g%64)) != 0 }
+
+	d := &drained{}
+	for w, k := range keep {
+		var del uint64
+		if w < len(deleted) {
+			del = deleted[w]
+		}
+		d.deleteRows += int64(bits.OnesCount64(k))
+		d.rows += int64(bits.OnesCount64(k &^ del))
+	}
+	// Pass 1: the key columns of kept rows, small enough to hold.
 	keySchema, keyIdx := b.keySchema()
 	var offset int64
 	for _, c := range chunks {
-		n := c.NumRows()
-		live := array.NewBooleanBuilder(memory.DefaultAllocator)
-		touched := array.NewBooleanBuilder(memory.DefaultAllocator)
-		live.Reserve(int(n))
-		touched.Reserve(int(n))
-		for i := int64(0); i < n; i++ {
-			g := offset + i
-			k := keep[g/64]&(1<<(g%64)) != 0
-			d := int(g/64) < len(b.deleted) && b.deleted[g/64]&(1<<(g%64)) != 0
-			live.UnsafeAppend(k && !d)
-			touched.UnsafeAppend(k)
-		}
-		offset += n
-		liveMask, touchedMask := live.NewBooleanArray(), touched.NewBooleanArray()
-		live.Release()
-		touched.Release()
-		d, err := compute.FilterRecordBatch(ctx, c, liveMask, compute.DefaultFilterOptions())
-		if err != nil {
-			liveMask.Release()
-			touchedMask.Release()
-			return nil, nil, fmt.Errorf("select newest rows: %w", err)
-		}
+		mask := maskOf(c.NumRows(), offset, isKept)
 		keysOnly := projectBatch(c, keySchema, keyIdx)
-		del, err := compute.FilterRecordBatch(ctx, keysOnly, touchedMask, compute.DefaultFilterOptions())
+		del, err := compute.FilterRecordBatch(ctx, keysOnly, mask, compute.DefaultFilterOptions())
 		keysOnly.Release()
-		liveMask.Release()
-		touchedMask.Release()
+		mask.Release()
 		if err != nil {
-			d.Release()
-			return nil, nil, fmt.Errorf("select deleted keys: %w", err)
+			releaseAll(chunks)
+			releaseAll(d.deletes)
+			return nil, fmt.Errorf("select deleted keys: %w", err)
 		}
-		if d.NumRows() > 0 {
-			data = append(data, d)
-		} else {
-			d.Release()
-		}
+		offset += c.NumRows()
 		if del.NumRows() > 0 {
-			deletes = append(deletes, del)
+			d.deletes = append(d.deletes, del)
 		} else {
 			del.Release()
 		}
 	}
-	return data, deletes, nil
+	// Pass 2, lazily: the newest live row of each key, chunk by chunk.
+	d.data = func(yield func(arrow.RecordBatch, error) bool) {
+		var offset int64
+		for i, c := range chunks {
+			mask := maskOf(c.NumRows(), offset, func(g int64) bool { return isKept(g) && !isDeleted(g) })
+			offset += c.NumRows()
+			out, err := compute.FilterRecordBatch(ctx, c, mask, compute.DefaultFilterOptions())
+			mask.Release()
+			c.Release()
+			if err != nil {
+				releaseAll(chunks[i+1:])
+				yield(nil, fmt.Errorf("select newest rows: %w", err))
+				return
+			}
+			if out.NumRows() == 0 {
+				out.Release()
+				continue
+			}
+			if !yield(out, nil) {
+				releaseAll(chunks[i+1:])
+				return
+			}
+		}
+	}
+	return d, nil
+}
+
+func maskOf(n, offset int64, pick func(int64) bool) *array.Boolean {
+	bb := array.NewBooleanBuilder(memory.DefaultAllocator)
+	defer bb.Release()
+	bb.Reserve(int(n))
+	for i := int64(0); i < n; i++ {
+		bb.UnsafeAppend(pick(offset + i))
+	}
+	return bb.NewBooleanArray()
 }
 
 // keySchema is the arrow schema of the equality-delete rows: the key columns.

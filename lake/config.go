@@ -27,6 +27,11 @@ type Config struct {
 	// the rolling writer can roll files at TargetFileSize: file size is
 	// only checked between row groups.
 	RowGroupRows int `yaml:"row_group_rows"`
+	// FlushRows bounds the rows a table buffers in memory (default
+	// 250,000). Past it the buffer is written out as a segment of the
+	// checkpoint; a checkpoint's segments commit as successive snapshots of
+	// one transaction, so memory does not grow with the checkpoint.
+	FlushRows int `yaml:"flush_rows"`
 	// CommitRetries bounds retries of a commit that lost a race or whose
 	// outcome is unknown (default 10).
 	CommitRetries int `yaml:"commit_retries"`
@@ -112,6 +117,9 @@ func (c *Config) Defaults() {
 	if c.RowGroupRows == 0 {
 		c.RowGroupRows = 100_000
 	}
+	if c.FlushRows == 0 {
+		c.FlushRows = 250_000
+	}
 	if c.CommitRetries == 0 {
 		c.CommitRetries = 10
 	}
@@ -145,6 +153,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RowGroupRows < 1000 {
 		return fmt.Errorf("sink.row_group_rows: must be at least 1000, got %d", c.RowGroupRows)
+	}
+	if c.FlushRows < 1 {
+		return fmt.Errorf("sink.flush_rows: must be positive, got %d", c.FlushRows)
 	}
 	for i, t := range c.Tables {
 		if t.Match == "" {

@@ -56,6 +56,8 @@ type target struct {
 	src    *pipeline.Schema
 	eqIDs  []int
 	logger *zap.Logger
+	// segments flushed since the last Prepare, in order
+	segments []preparedSegment
 }
 
 // NewSink checks the configuration; Open connects.
@@ -114,6 +116,11 @@ func (s *Sink) Write(ctx context.Context, b *pipeline.Batch) error {
 		for i := range b.Records {
 			if err := t.buf.add(&b.Records[i]); err != nil {
 				return fmt.Errorf("table %s: %w", t, err)
+			}
+			if t.buf.rows >= int64(s.cfg.FlushRows) {
+				if err := s.flush(ctx, t); err != nil {
+					return fmt.Errorf("table %s: %w", t, err)
+				}
 			}
 		}
 	}
@@ -211,6 +218,19 @@ func (s *Sink) createTable(ctx context.Context, r Target, ident table.Identifier
 	if err != nil {
 		return nil, err
 	}
+	props := s.tableProperties(r.Table.Properties)
+	tbl, err := s.cat.CreateTable(ctx, ident, sc, catalog.WithPartitionSpec(&spec), catalog.WithProperties(props))
+	if errors.Is(err, catalog.ErrTableAlreadyExists) {
+		// Another writer created it between our load and create.
+		return s.cat.LoadTable(ctx, ident)
+	}
+	return tbl, err
+}
+
+// tableProperties are the properties of tables sluice creates: sized files
+// (the row-group limit lets the target file size take effect, since files
+// roll only between row groups), merged manifests and bounded metadata.
+func (s *Sink) tableProperties(extra map[string]string) iceberg.Properties {
 	props := iceberg.Properties{
 		table.PropertyFormatVersion:               strconv.Itoa(s.cfg.FormatVersion),
 		table.WriteTargetFileSizeBytesKey:         strconv.FormatInt(s.cfg.TargetFileSize, 10),
@@ -221,15 +241,10 @@ func (s *Sink) createTable(ctx context.Context, r Target, ident table.Identifier
 		"write.parquet.compression-codec":         "zstd",
 		PropJobID:                                 s.job,
 	}
-	for k, v := range r.Table.Properties {
+	for k, v := range extra {
 		props[k] = v
 	}
-	tbl, err := s.cat.CreateTable(ctx, ident, sc, catalog.WithPartitionSpec(&spec), catalog.WithProperties(props))
-	if errors.Is(err, catalog.ErrTableAlreadyExists) {
-		// Another writer created it between our load and create.
-		return s.cat.LoadTable(ctx, ident)
-	}
-	return tbl, err
+	return props
 }
 
 // checkCompatible requires every wanted column to exist with the same type.
@@ -250,17 +265,27 @@ func checkCompatible(have, want *iceberg.Schema) error {
 // encoded with iceberg-go's DataFile codec against the schema and spec they
 // were written with, so that recovery can decode them from the manifest.
 type preparedTable struct {
-	Namespace     string   `json:"ns"`
-	Name          string   `json:"name"`
-	Mode          Mode     `json:"mode"`
-	SchemaID      int      `json:"schema_id"`
-	SpecID        int      `json:"spec_id"`
-	FormatVersion int      `json:"format_version"`
-	EqualityIDs   []int    `json:"equality_ids,omitempty"`
-	Data          [][]byte `json:"data,omitempty"`
-	Deletes       [][]byte `json:"deletes,omitempty"`
-	Rows          int64    `json:"rows"`
-	DeleteRows    int64    `json:"delete_rows"`
+	Namespace     string            `json:"ns"`
+	Name          string            `json:"name"`
+	Mode          Mode              `json:"mode"`
+	SchemaID      int               `json:"schema_id"`
+	SpecID        int               `json:"spec_id"`
+	FormatVersion int               `json:"format_version"`
+	EqualityIDs   []int             `json:"equality_ids,omitempty"`
+	Segments      []preparedSegment `json:"segments"`
+	Rows          int64             `json:"rows"`
+	DeleteRows    int64             `json:"delete_rows"`
+}
+
+// preparedSegment is one flush of a table's buffer. An upsert segment's
+// deletes remove its keys from every earlier snapshot, including the
+// earlier segments of the same checkpoint, so segments commit in order as
+// successive snapshots.
+type preparedSegment struct {
+	Data       [][]byte `json:"data,omitempty"`
+	Deletes    [][]byte `json:"deletes,omitempty"`
+	Rows       int64    `json:"rows"`
+	DeleteRows int64    `json:"delete_rows"`
 }
 
 type prepared struct {
@@ -273,13 +298,22 @@ func (s *Sink) Prepare(ctx context.Context, id uint64) ([]byte, error) {
 	var out prepared
 	for _, key := range slices.Sorted(maps.Keys(s.targets)) {
 		t := s.targets[key]
-		if t.buf.empty() {
-			continue
-		}
-		pt, err := s.prepareTable(ctx, t)
-		if err != nil {
+		if err := s.flush(ctx, t); err != nil {
 			return nil, fmt.Errorf("table %s: %w", t, err)
 		}
+		if len(t.segments) == 0 {
+			continue
+		}
+		pt := preparedTable{
+			Namespace: t.Namespace, Name: t.Name, Mode: t.Mode,
+			SchemaID: t.tbl.Schema().ID, SpecID: specID(t.tbl), FormatVersion: t.tbl.Metadata().Version(),
+			EqualityIDs: t.eqIDs, Segments: t.segments,
+		}
+		for _, seg := range t.segments {
+			pt.Rows += seg.Rows
+			pt.DeleteRows += seg.DeleteRows
+		}
+		t.segments = nil
 		out.Tables = append(out.Tables, pt)
 	}
 	b, err := json.Marshal(out)
@@ -289,60 +323,62 @@ func (s *Sink) Prepare(ctx context.Context, id uint64) ([]byte, error) {
 	return b, nil
 }
 
-func (s *Sink) prepareTable(ctx context.Context, t *target) (preparedTable, error) {
+// flush writes a table's buffered rows as one segment of the next checkpoint.
+func (s *Sink) flush(ctx context.Context, t *target) error {
+	if t.buf.empty() {
+		return nil
+	}
 	started := time.Now()
-	data, deletes, err := t.buf.drain(ctx)
+	d, err := t.buf.drain(ctx)
 	if err != nil {
-		return preparedTable{}, err
+		return err
 	}
-	defer releaseAll(deletes)
-	meta := t.tbl.Metadata()
-	pt := preparedTable{
-		Namespace: t.Namespace, Name: t.Name, Mode: t.Mode,
-		SchemaID: t.tbl.Schema().ID, SpecID: specID(t.tbl), FormatVersion: meta.Version(),
-		EqualityIDs: t.eqIDs,
+	defer releaseAll(d.deletes)
+	seg := preparedSegment{Rows: d.rows, DeleteRows: d.deleteRows}
+	var files []iceberg.DataFile
+	if d.rows > 0 {
+		// WriteRecords releases what it consumes.
+		files, err = collect(table.WriteRecords(ctx, t.tbl, t.buf.schema, d.data,
+			table.WithTargetFileSize(s.cfg.TargetFileSize), table.WithParquetRowGroupLimit(s.cfg.RowGroupRows)))
+		if err != nil {
+			return fmt.Errorf("write data files: %w", err)
+		}
+	} else {
+		for b := range d.data {
+			b.Release()
+		}
 	}
-	for _, d := range data {
-		pt.Rows += d.NumRows()
-	}
-	for _, d := range deletes {
-		pt.DeleteRows += d.NumRows()
-	}
-	// WriteRecords releases what it consumes.
-	files, err := collect(table.WriteRecords(ctx, t.tbl, t.buf.schema, batches(data),
-		table.WithTargetFileSize(s.cfg.TargetFileSize), table.WithParquetRowGroupLimit(s.cfg.RowGroupRows)))
-	if err != nil {
-		return pt, fmt.Errorf("write data files: %w", err)
-	}
+	version := t.tbl.Metadata().Version()
 	enc := func(df iceberg.DataFile) ([]byte, error) {
-		return codec.EncodeDataFile(df, t.tbl.Spec(), t.tbl.Schema(), meta.Version())
+		return codec.EncodeDataFile(df, t.tbl.Spec(), t.tbl.Schema(), version)
 	}
 	for _, f := range files {
 		b, err := enc(f)
 		if err != nil {
-			return pt, fmt.Errorf("encode data file %s: %w", f.FilePath(), err)
+			return fmt.Errorf("encode data file %s: %w", f.FilePath(), err)
 		}
-		pt.Data = append(pt.Data, b)
+		seg.Data = append(seg.Data, b)
 	}
-	if len(deletes) > 0 {
-		for _, d := range deletes {
-			d.Retain() // WriteEqualityDeletes releases; our deferred release balances
+	if len(d.deletes) > 0 {
+		for _, b := range d.deletes {
+			b.Retain() // WriteEqualityDeletes releases; our deferred release balances
 		}
-		dfiles, err := t.tbl.NewTransaction().WriteEqualityDeletes(ctx, t.eqIDs, batches(deletes))
+		dfiles, err := t.tbl.NewTransaction().WriteEqualityDeletes(ctx, t.eqIDs, batches(d.deletes))
 		if err != nil {
-			return pt, fmt.Errorf("write equality deletes: %w", err)
+			return fmt.Errorf("write equality deletes: %w", err)
 		}
 		for _, f := range dfiles {
 			b, err := enc(f)
 			if err != nil {
-				return pt, fmt.Errorf("encode delete file %s: %w", f.FilePath(), err)
+				return fmt.Errorf("encode delete file %s: %w", f.FilePath(), err)
 			}
-			pt.Deletes = append(pt.Deletes, b)
+			seg.Deletes = append(seg.Deletes, b)
 		}
 	}
-	t.logger.Debug("prepared", zap.Int64("rows", pt.Rows), zap.Int64("delete_keys", pt.DeleteRows),
-		zap.Int("data_files", len(pt.Data)), zap.Int("delete_files", len(pt.Deletes)), zap.Duration("took", time.Since(started)))
-	return pt, nil
+	t.segments = append(t.segments, seg)
+	t.logger.Debug("flushed", zap.Int64("rows", seg.Rows), zap.Int64("delete_keys", seg.DeleteRows),
+		zap.Int("data_files", len(seg.Data)), zap.Int("delete_files", len(seg.Deletes)), zap.Duration("took", time.Since(started)))
+	return nil
 }
 
 func batches(bs []arrow.RecordBatch) iter.Seq2[arrow.RecordBatch, error] {
@@ -487,27 +523,44 @@ func (s *Sink) tryCommit(ctx context.Context, c pipeline.Commit, pt preparedTabl
 		}
 		return out, nil
 	}
-	data, err := decode(pt.Data)
-	if err != nil {
-		return err
-	}
-	dels, err := decode(pt.Deletes)
-	if err != nil {
-		return err
-	}
 	props := s.snapshotProps(c)
 	tx := tbl.NewTransaction()
 	if err := tx.SetProperties(iceberg.Properties{PropTableCheckpointPrefix + s.job: strconv.FormatUint(c.ID, 10)}); err != nil {
 		return fmt.Errorf("stage checkpoint property: %w", err)
 	}
-	switch {
-	case len(dels) > 0:
-		if err := tx.NewRowDelta(props).AddRows(data...).AddDeletes(dels...).Commit(ctx); err != nil {
-			return fmt.Errorf("stage row delta: %w", err)
+	var nData, nDels int
+	if pt.Mode == ModeAppend {
+		// A changelog has no deletes: all segments go in one append.
+		var data []iceberg.DataFile
+		for _, seg := range pt.Segments {
+			files, err := decode(seg.Data)
+			if err != nil {
+				return err
+			}
+			data = append(data, files...)
 		}
-	case len(data) > 0:
+		nData = len(data)
 		if err := tx.AddDataFiles(ctx, data, props, table.WithoutDuplicateCheck()); err != nil {
 			return fmt.Errorf("stage append: %w", err)
+		}
+	} else {
+		for i, seg := range pt.Segments {
+			data, err := decode(seg.Data)
+			if err != nil {
+				return err
+			}
+			dels, err := decode(seg.Deletes)
+			if err != nil {
+				return err
+			}
+			if len(data)+len(dels) == 0 {
+				continue
+			}
+			nData += len(data)
+			nDels += len(dels)
+			if err := tx.NewRowDelta(props).AddRows(data...).AddDeletes(dels...).Commit(ctx); err != nil {
+				return fmt.Errorf("stage row delta of segment %d: %w", i, err)
+			}
 		}
 	}
 	if testHookBeforeCommit != nil {
@@ -519,7 +572,7 @@ func (s *Sink) tryCommit(ctx context.Context, c pipeline.Commit, pt preparedTabl
 		return err
 	}
 	log.Info("committed", zap.Int64("rows", pt.Rows), zap.Int64("delete_keys", pt.DeleteRows),
-		zap.Int("data_files", len(data)), zap.Int("delete_files", len(dels)), zap.Duration("took", time.Since(started)))
+		zap.Int("segments", len(pt.Segments)), zap.Int("data_files", nData), zap.Int("delete_files", nDels), zap.Duration("took", time.Since(started)))
 	// Later prepares write against the new metadata.
 	if t, ok := s.targets[pt.Namespace+"."+pt.Name]; ok && fresh != nil {
 		t.tbl = fresh

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,8 +75,18 @@ func countRows(t *testing.T, cfg *Config, name string) int {
 }
 
 func TestSinkUpsertAndAppend(t *testing.T) {
+	// Flushing every 2 or 3 rows splits each checkpoint into segments that
+	// commit as successive snapshots of one transaction; keys updated and
+	// deleted across segments must still end with their last write.
+	for _, flush := range []int{250_000, 3, 2} {
+		t.Run(fmt.Sprint("flush", flush), func(t *testing.T) { testSinkUpsertAndAppend(t, flush) })
+	}
+}
+
+func testSinkUpsertAndAppend(t *testing.T, flushRows int) {
 	ctx := context.Background()
 	cfg := testConfig(t)
+	cfg.FlushRows = flushRows
 	s, err := NewSink(cfg, "job1", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -154,8 +165,15 @@ func TestSinkUpsertAndAppend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(tbl.Metadata().Snapshots()); n != 2 {
-		t.Errorf("dwd has %d snapshots, want 2", n)
+	perCheckpoint := map[string]int{}
+	for _, sn := range tbl.Metadata().Snapshots() {
+		perCheckpoint[sn.Summary.Properties[PropCheckpointID]]++
+	}
+	if flushRows > 10 && fmt.Sprint(perCheckpoint) != "map[1:1 2:1]" {
+		t.Errorf("snapshots per checkpoint = %v, want one each", perCheckpoint)
+	}
+	if flushRows <= 3 && (perCheckpoint["1"] < 2 || perCheckpoint["2"] < 2) {
+		t.Errorf("snapshots per checkpoint = %v, want several segments each", perCheckpoint)
 	}
 	cur := tbl.CurrentSnapshot().Summary.Properties
 	if cur[PropJobID] != "job1" || cur[PropCheckpointID] != "2" || cur[PropPositionPrefix+"src"] != "seq=2" {
@@ -176,27 +194,14 @@ func TestSinkRejectsBadValues(t *testing.T) {
 	if err == nil {
 		t.Fatal("a value of the wrong type was accepted")
 	}
-	if want := "seq=7"; !contains(err.Error(), want) || !contains(err.Error(), "name") {
+	if want := "seq=7"; !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "name") {
 		t.Errorf("error %q should name the position and the column", err)
 	}
 	nullKey := []any{nil, "x", nil, nil}
 	err = s.Write(ctx, &pipeline.Batch{Schema: ordersSchema, Records: []pipeline.Record{{Op: pipeline.OpInsert, After: nullKey, Position: "seq=8"}}})
-	if err == nil || !contains(err.Error(), "id") {
+	if err == nil || !strings.Contains(err.Error(), "id") {
 		t.Fatalf("NULL key: err = %v", err)
 	}
-}
-
-func contains(s, sub string) bool {
-	return len(s) >= len(sub) && (s == sub || len(sub) == 0 || indexOf(s, sub) >= 0)
-}
-
-func indexOf(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return i
-		}
-	}
-	return -1
 }
 
 func TestParsePartitionField(t *testing.T) {

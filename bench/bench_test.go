@@ -1,0 +1,184 @@
+// Package bench holds sluice's throughput and memory benchmarks. Figures
+// are reported as ratios against a baseline measured in the same run,
+// because the machines are shared and absolute times drift.
+//
+//	make bench
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluice-cdc/sluice/datagen"
+	"github.com/sluice-cdc/sluice/lake"
+	"github.com/sluice-cdc/sluice/pipeline"
+)
+
+const benchRows = 1_000_000
+
+func buildSluice(b *testing.B) string {
+	b.Helper()
+	bin := filepath.Join(b.TempDir(), "sluice")
+	cmd := exec.Command("go", "build", "-o", bin, "../cmd/sluice")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		b.Fatal(err)
+	}
+	return bin
+}
+
+func genConfig() datagen.Config {
+	c := datagen.Config{Seed: 3, Total: benchRows, BatchSize: 4096, Tables: []datagen.TableConfig{
+		{Name: "bench.t", Preset: "bench10", Keys: benchRows, Mix: datagen.MixConfig{Update: 1}},
+	}}
+	c.Defaults()
+	return c
+}
+
+const jobYAML = `job: bench
+source:
+  datagen:
+    seed: 3
+    total: %d
+    batch_size: 4096
+    tables:
+      - {name: bench.t, preset: bench10, keys: %d, mix: {update: 1}}
+sink:
+  catalog: {type: sql, uri: "sqlite://%[3]s/catalog.db"}
+  warehouse: "file://%[3]s/warehouse"
+  namespace: bench
+  tables:
+    - {match: "bench.*", dwd: "dwd_{table}"}
+checkpoint:
+  dir: %[3]s/state
+  interval: 1h
+  max_records: %[1]d
+  max_bytes: 4294967296
+log: {level: warn, format: json}
+`
+
+// BenchmarkEndToEndVsRawAppend: datagen -> upsert table through the sluice
+// binary, against iceberg-go appending the same 1,000,000 rows, three runs
+// each interleaved, medians compared. One checkpoint holds all the rows, so
+// peak RSS is the sink's memory at a 1,000,000-row checkpoint.
+func BenchmarkEndToEndVsRawAppend(b *testing.B) {
+	bin := buildSluice(b)
+	ctx := context.Background()
+	gen := genConfig()
+	var raw, e2e []float64
+	var rss []int64
+	for i := 0; i < 3; i++ {
+		dir := b.TempDir()
+		// The baseline's input lives only during the baseline, so that the
+		// end-to-end run below competes with no garbage of ours.
+		var schema *pipeline.Schema
+		recs := make([]pipeline.Record, 0, benchRows)
+		if err := gen.Replay(benchRows, func(s *pipeline.Schema, r pipeline.Record) {
+			schema = s
+			recs = append(recs, r)
+		}); err != nil {
+			b.Fatal(err)
+		}
+		cfg := &lake.Config{Catalog: lake.CatalogConfig{Type: "sql", URI: "sqlite://" + dir + "/raw.db"}, Warehouse: "file://" + dir + "/raw", Namespace: "bench"}
+		cfg.Defaults()
+		took, err := lake.RawAppend(ctx, cfg, fmt.Sprint("raw", i), schema, recs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		raw = append(raw, benchRows/took.Seconds())
+		recs = nil
+		runtime.GC()
+		debug.FreeOSMemory()
+
+		job := filepath.Join(dir, "job.yaml")
+		if err := os.WriteFile(job, []byte(fmt.Sprintf(jobYAML, benchRows, benchRows, dir)), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		cmd := exec.Command(bin, "run", "--once", "-c", job)
+		cmd.Env = append(os.Environ(), "MALLOC_ARENA_MAX=1")
+		cmd.Stderr = os.Stderr
+		started := time.Now()
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		peak := watchPeakRSS(cmd.Process.Pid)
+		if err := cmd.Wait(); err != nil {
+			b.Fatalf("sluice run: %v", err)
+		}
+		wall := time.Since(started)
+		e2e = append(e2e, benchRows/wall.Seconds())
+		rss = append(rss, peak())
+	}
+	mr, me, mrss := median(raw), median(e2e), slices.Max(rss)
+	fmt.Printf("\n== sluice end-to-end vs iceberg-go raw append (%d rows, bench10, 1 checkpoint; medians of 3) ==\n", benchRows)
+	fmt.Printf("raw iceberg-go append     %10.0f rows/s  (runs: %s)\n", mr, fmtRates(raw))
+	fmt.Printf("sluice datagen->upsert    %10.0f rows/s  (runs: %s; whole process incl. start-up)\n", me, fmtRates(e2e))
+	fmt.Printf("ratio end-to-end / raw    %10.2f        (target >= 0.60)\n", me/mr)
+	fmt.Printf("peak RSS of sluice        %10.1f MB     (target < 400 MB)\n\n", float64(mrss)/(1<<20))
+	b.ReportMetric(me/mr, "ratio")
+	b.ReportMetric(float64(mrss)/(1<<20), "peak-MB")
+	b.ReportMetric(me, "rows/s")
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func fmtRates(xs []float64) string {
+	out := ""
+	for i, x := range xs {
+		if i > 0 {
+			out += ", "
+		}
+		out += fmt.Sprintf("%.0f", x)
+	}
+	return out
+}
+
+// watchPeakRSS polls the child's VmHWM (its own high-water mark) until the
+// returned function is called after Wait. rusage's ru_maxrss is no good
+// here: a child's counts the parent's resident memory at fork time.
+func watchPeakRSS(pid int) func() int64 {
+	var peak atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		path := fmt.Sprintf("/proc/%d/status", pid)
+		for {
+			if b, err := os.ReadFile(path); err == nil {
+				for _, line := range strings.Split(string(b), "\n") {
+					if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+						kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+						if kb*1024 > peak.Load() {
+							peak.Store(kb * 1024)
+						}
+					}
+				}
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	return func() int64 {
+		close(stop)
+		<-done
+		return peak.Load()
+	}
+}

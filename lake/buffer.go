@@ -42,6 +42,9 @@ type buffer struct {
 	// upsert only
 	keyCols []int            // source column indexes of the key
 	latest  map[string]int64 // encoded key -> newest row index
+	// latestInt replaces latest for a single integer key column: no key
+	// encoding, no string allocation per row.
+	latestInt map[int64]int64
 	deleted []uint64         // bitset over row indexes: row is a delete
 	keyBuf  []byte
 }
@@ -63,7 +66,7 @@ func newBuffer(mode Mode, sc *arrow.Schema, src *pipeline.Schema) (*buffer, erro
 	}
 	if mode == ModeUpsert {
 		b.keyCols = src.Key
-		b.latest = make(map[string]int64)
+		b.resetKeys()
 	}
 	return b, nil
 }
@@ -118,11 +121,9 @@ func (b *buffer) add(r *pipeline.Record) error {
 	idx := b.rows
 	b.rows++
 	if b.mode == ModeUpsert {
-		key, err := b.encodeKey(row)
-		if err != nil {
+		if err := b.setLatest(row, idx); err != nil {
 			return fmt.Errorf("record at %s: %w", r.Position, err)
 		}
-		b.latest[key] = idx
 		if r.Op == pipeline.OpDelete {
 			for int(idx/64) >= len(b.deleted) {
 				b.deleted = append(b.deleted, 0)
@@ -153,6 +154,46 @@ func (b *buffer) seal() {
 		return
 	}
 	b.chunks = append(b.chunks, b.builder.NewRecordBatch())
+}
+
+func (b *buffer) intKeyed() bool {
+	if len(b.keyCols) != 1 {
+		return false
+	}
+	t := b.src.Columns[b.keyCols[0]].Type
+	return t == pipeline.TypeInt64 || t == pipeline.TypeInt32
+}
+
+func (b *buffer) resetKeys() {
+	if b.intKeyed() {
+		b.latestInt = make(map[int64]int64)
+	} else {
+		b.latest = make(map[string]int64)
+	}
+}
+
+// setLatest records row idx as the newest of its key.
+func (b *buffer) setLatest(row []any, idx int64) error {
+	if b.latestInt != nil {
+		switch v := row[b.keyCols[0]].(type) {
+		case int64:
+			b.latestInt[v] = idx
+			return nil
+		case int32:
+			b.latestInt[int64(v)] = idx
+			return nil
+		case nil:
+			return fmt.Errorf("primary key column %s is NULL", b.src.Columns[b.keyCols[0]].Name)
+		default:
+			return fmt.Errorf("primary key column %s: %w: want int64, got %T", b.src.Columns[b.keyCols[0]].Name, errType, v)
+		}
+	}
+	key, err := b.encodeKey(row)
+	if err != nil {
+		return err
+	}
+	b.latest[key] = idx
+	return nil
 }
 
 // encodeKey encodes the key columns into a comparable string.
@@ -236,8 +277,11 @@ func (b *buffer) drain(ctx context.Context) (*drained, error) {
 	for _, idx := range b.latest {
 		keep[idx/64] |= 1 << (idx % 64)
 	}
+	for _, idx := range b.latestInt {
+		keep[idx/64] |= 1 << (idx % 64)
+	}
 	deleted := b.deleted
-	b.latest = make(map[string]int64)
+	b.resetKeys()
 	b.deleted = nil
 	isDeleted := func(g int64) bool { return int(g/64) < len(deleted) && deleted[g/64]&(1<<(g%64)) != 0 }
 	isKept := func(g int64) bool { return keep[g/64]&(1<<(g%64)) != 0 }

@@ -46,6 +46,17 @@ type Sink struct {
 	routes map[*pipeline.Schema][]*target
 	// by "ns.table": every table written since Open
 	targets map[string]*target
+	// inflight is the one segment being written in the background while
+	// the task loop keeps buffering; Prepare and Close join it.
+	inflight *flushJob
+}
+
+// flushJob writes one drained segment. done is closed when seg and err are set.
+type flushJob struct {
+	t    *target
+	done chan struct{}
+	seg  preparedSegment
+	err  error
 }
 
 type target struct {
@@ -86,15 +97,16 @@ func (s *Sink) Open(ctx context.Context) error {
 
 // Close releases buffers and the catalog.
 func (s *Sink) Close() error {
+	joinErr := s.join() // its files are orphans unless a later run commits them
 	for _, t := range s.targets {
 		if t.buf != nil {
 			t.buf.release()
 		}
 	}
 	if s.cat == nil {
-		return nil
+		return joinErr
 	}
-	return CloseCatalog(s.cat)
+	return errors.Join(joinErr, CloseCatalog(s.cat))
 }
 
 // TablesWritten returns the "ns.table" names this sink has written to.
@@ -296,11 +308,17 @@ type prepared struct {
 // committed: the files are invisible until Commit.
 func (s *Sink) Prepare(ctx context.Context, id uint64) ([]byte, error) {
 	var out prepared
-	for _, key := range slices.Sorted(maps.Keys(s.targets)) {
-		t := s.targets[key]
-		if err := s.flush(ctx, t); err != nil {
-			return nil, fmt.Errorf("table %s: %w", t, err)
+	keys := slices.Sorted(maps.Keys(s.targets))
+	for _, key := range keys {
+		if err := s.flush(ctx, s.targets[key]); err != nil {
+			return nil, fmt.Errorf("table %s: %w", key, err)
 		}
+	}
+	if err := s.join(); err != nil {
+		return nil, err
+	}
+	for _, key := range keys {
+		t := s.targets[key]
 		if len(t.segments) == 0 {
 			continue
 		}
@@ -323,25 +341,60 @@ func (s *Sink) Prepare(ctx context.Context, id uint64) ([]byte, error) {
 	return b, nil
 }
 
-// flush writes a table's buffered rows as one segment of the next checkpoint.
+// flush drains a table's buffered rows and writes them as one segment of
+// the next checkpoint in the background, so that encoding Parquet overlaps
+// with buffering the next rows. At most one segment is in flight: memory
+// stays at about two buffers, and segments stay in order.
 func (s *Sink) flush(ctx context.Context, t *target) error {
 	if t.buf.empty() {
 		return nil
 	}
-	started := time.Now()
+	if err := s.join(); err != nil {
+		return err
+	}
 	d, err := t.buf.drain(ctx)
 	if err != nil {
 		return err
 	}
+	job := &flushJob{t: t, done: make(chan struct{})}
+	s.inflight = job
+	go func() {
+		defer close(job.done)
+		job.seg, job.err = s.writeSegment(ctx, t, d)
+	}()
+	return nil
+}
+
+// join waits for the segment in flight and files it under its table.
+func (s *Sink) join() error {
+	job := s.inflight
+	if job == nil {
+		return nil
+	}
+	<-job.done
+	s.inflight = nil
+	if job.err != nil {
+		return fmt.Errorf("table %s: %w", job.t, job.err)
+	}
+	job.t.segments = append(job.t.segments, job.seg)
+	return nil
+}
+
+// writeSegment writes drained rows into data and equality-delete files. It
+// runs off the task loop and touches only d and t's table metadata, which
+// changes only in Commit, after Prepare joined this write.
+func (s *Sink) writeSegment(ctx context.Context, t *target, d *drained) (preparedSegment, error) {
+	started := time.Now()
 	defer releaseAll(d.deletes)
 	seg := preparedSegment{Rows: d.rows, DeleteRows: d.deleteRows}
 	var files []iceberg.DataFile
+	var err error
 	if d.rows > 0 {
 		// WriteRecords releases what it consumes.
 		files, err = collect(table.WriteRecords(ctx, t.tbl, t.buf.schema, d.data,
 			table.WithTargetFileSize(s.cfg.TargetFileSize), table.WithParquetRowGroupLimit(s.cfg.RowGroupRows)))
 		if err != nil {
-			return fmt.Errorf("write data files: %w", err)
+			return seg, fmt.Errorf("write data files: %w", err)
 		}
 	} else {
 		for b := range d.data {
@@ -355,7 +408,7 @@ func (s *Sink) flush(ctx context.Context, t *target) error {
 	for _, f := range files {
 		b, err := enc(f)
 		if err != nil {
-			return fmt.Errorf("encode data file %s: %w", f.FilePath(), err)
+			return seg, fmt.Errorf("encode data file %s: %w", f.FilePath(), err)
 		}
 		seg.Data = append(seg.Data, b)
 	}
@@ -365,20 +418,19 @@ func (s *Sink) flush(ctx context.Context, t *target) error {
 		}
 		dfiles, err := t.tbl.NewTransaction().WriteEqualityDeletes(ctx, t.eqIDs, batches(d.deletes))
 		if err != nil {
-			return fmt.Errorf("write equality deletes: %w", err)
+			return seg, fmt.Errorf("write equality deletes: %w", err)
 		}
 		for _, f := range dfiles {
 			b, err := enc(f)
 			if err != nil {
-				return fmt.Errorf("encode delete file %s: %w", f.FilePath(), err)
+				return seg, fmt.Errorf("encode delete file %s: %w", f.FilePath(), err)
 			}
 			seg.Deletes = append(seg.Deletes, b)
 		}
 	}
-	t.segments = append(t.segments, seg)
 	t.logger.Debug("flushed", zap.Int64("rows", seg.Rows), zap.Int64("delete_keys", seg.DeleteRows),
 		zap.Int("data_files", len(seg.Data)), zap.Int("delete_files", len(seg.Deletes)), zap.Duration("took", time.Since(started)))
-	return nil
+	return seg, nil
 }
 
 func batches(bs []arrow.RecordBatch) iter.Seq2[arrow.RecordBatch, error] {

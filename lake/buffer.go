@@ -45,8 +45,8 @@ type buffer struct {
 	// latestInt replaces latest for a single integer key column: no key
 	// encoding, no string allocation per row.
 	latestInt map[int64]int64
-	deleted []uint64         // bitset over row indexes: row is a delete
-	keyBuf  []byte
+	deleted   []uint64 // bitset over row indexes: row is a delete
+	keyBuf    []byte
 }
 
 func newBuffer(mode Mode, sc *arrow.Schema, src *pipeline.Schema) (*buffer, error) {

@@ -11,8 +11,10 @@
 // task loop) receives from the queue, runs the operator chain and the sink
 // in order, and runs the checkpoint protocol. Only the Runner closes the
 // queue, after every source goroutine returned. Sources, operators and
-// sinks never start goroutines that outlive a call, except a source's own
-// client library (a Kafka client, a binlog stream) that Close stops.
+// sinks never start goroutines that outlive a call, with two exceptions
+// that their owners join: a source's own client library (a Kafka client, a
+// binlog stream), stopped by Close, and a sink's one background segment
+// write, joined by the next Prepare or Close.
 //
 // # Barriers and alignment
 //

@@ -51,20 +51,18 @@ func BenchmarkRead(b *testing.B) {
 }
 
 // BenchmarkRestore measures Open from a checkpoint, which replays key
-// existence without generating values.
+// existence without generating values; one op is one replayed change.
 func BenchmarkRestore(b *testing.B) {
-	const n = 1_000_000
 	s, err := New(Config{Tables: []TableConfig{{Name: "bench.t", Preset: "bench10", Keys: 1_000_000}}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	st := []byte(fmt.Sprintf(`{"next":%d}`, n))
-	for b.Loop() {
-		if err := s.Open(context.Background(), pipeline.OpenOptions{State: st}); err != nil {
-			b.Fatal(err)
-		}
+	st := []byte(fmt.Sprintf(`{"next":%d}`, b.N))
+	b.ResetTimer()
+	if err := s.Open(context.Background(), pipeline.OpenOptions{State: st}); err != nil {
+		b.Fatal(err)
 	}
-	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "changes/s")
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "changes/s")
 }
 
 // cpuTime is the process's user+system CPU time.

@@ -515,7 +515,7 @@ func TestRate(t *testing.T) {
 	for {
 		t0 := time.Now()
 		b, err := s.Read(context.Background())
-		if d := time.Since(t0); d > 700*time.Millisecond {
+		if d := time.Since(t0); d > 900*time.Millisecond {
 			t.Fatalf("Read blocked %v", d)
 		}
 		if errors.Is(err, pipeline.ErrEndOfInput) {
@@ -552,7 +552,7 @@ func TestSlowRateReturnsEmptyReads(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d := time.Since(t0); d > 700*time.Millisecond {
+		if d := time.Since(t0); d > 900*time.Millisecond {
 			t.Fatalf("Read blocked %v", d)
 		}
 		if b == nil {

@@ -73,7 +73,8 @@ type gen struct {
 	picks []picked
 }
 
-// picked is pass 1's result for one change of a batch.
+// picked is pass 1's result for one change of a batch; prev holds the op
+// hash until apply replaces it.
 type picked struct {
 	k, prev uint64
 	op      pipeline.Op
@@ -244,13 +245,15 @@ func (g *gen) batch(maxN int, limit uint64) *pipeline.Batch {
 	// batch still see each other in order: apply is sequential.
 	g.picks = slices.Grow(g.picks[:0], n)[:n]
 	for j := range g.picks {
-		i := g.next + uint64(j)
-		t, k, hop := g.pick(i)
+		t, k, hop := g.pick(g.next + uint64(j))
 		if t != t0 {
 			panic("datagen: batch crossed a table boundary") // runLength guarantees it cannot
 		}
-		op, prev := ts.apply(i, k, hop)
-		g.picks[j] = picked{k: k, prev: prev, op: op}
+		g.picks[j] = picked{k: k, prev: hop}
+	}
+	for j := range g.picks {
+		p := &g.picks[j]
+		p.op, p.prev = ts.apply(g.next+uint64(j), p.k, p.prev)
 	}
 	g.pbuf = g.pbuf[:0]
 	g.pend = g.pend[:0]

@@ -66,8 +66,10 @@ func TestCrashAtRandomMoments(t *testing.T) {
 	killed, progressed := 0, 0
 	last := uint64(0)
 	for i := 0; i < rounds; i++ {
-		after := time.Duration(300+rng.IntN(1500)) * time.Millisecond
-		r := j.run(t, nil, after, "run", "--once", "-c", j.path)
+		// Kill after 0 to 2 checkpoints of this run plus up to 700ms: the
+		// moment falls anywhere in streaming, prepare, commit or recovery.
+		plan := &killPlan{afterCheckpoints: rng.IntN(3), delay: time.Duration(rng.IntN(700)) * time.Millisecond}
+		r := j.run(t, sluiceBin, nil, plan, "run", "--once", "-c", j.path)
 		switch {
 		case r.killed:
 			killed++
@@ -138,7 +140,7 @@ func rewrite(t *testing.T, path, old, new string) {
 
 func startDaemon(t *testing.T, j *job) *execCmd {
 	t.Helper()
-	cmd := newCmd(sluiceBin, "run", "-c", j.path)
+	cmd := newCmd(sluiceRaceBin, "run", "-c", j.path)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

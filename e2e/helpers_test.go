@@ -4,15 +4,18 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,7 +25,10 @@ import (
 	"github.com/sluice-cdc/sluice/pipeline"
 )
 
-var sluiceBin string
+// sluiceBin is a plain build, for the crash tests whose subject is
+// durability; sluiceRaceBin carries the race detector when the tests run
+// with -race, for the runs whose subject is concurrency (clean runs, stop).
+var sluiceBin, sluiceRaceBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "sluice-e2e-bin")
@@ -31,11 +37,19 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	sluiceBin = filepath.Join(dir, "sluice")
-	build := exec.Command("go", "build", "-o", sluiceBin, "../cmd/sluice")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build sluice:", err)
-		os.Exit(1)
+	sluiceRaceBin = sluiceBin
+	builds := [][]string{{"build", "-o", sluiceBin, "../cmd/sluice"}}
+	if raceBuild {
+		sluiceRaceBin = filepath.Join(dir, "sluice-race")
+		builds = append(builds, []string{"build", "-race", "-o", sluiceRaceBin, "../cmd/sluice"})
+	}
+	for _, args := range builds {
+		build := exec.Command("go", args...)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build sluice:", err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -109,26 +123,51 @@ type result struct {
 	stderr string
 }
 
-// run starts sluice with args and env, and kills it with SIGKILL after
-// killAfter if that is positive.
-func (j *job) run(t *testing.T, env []string, killAfter time.Duration, args ...string) result {
+// killPlan kills the process once afterCheckpoints checkpoints completed
+// (read from its JSON log) and then delay passed.
+type killPlan struct {
+	afterCheckpoints int
+	delay            time.Duration
+}
+
+// run starts a sluice binary with args and env, killing it with SIGKILL as
+// kill says (nil: never).
+func (j *job) run(t *testing.T, bin string, env []string, kill *killPlan, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, sluiceBin, args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), env...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	cmd.Stdout = &stderr
+	var out syncBuffer
+	cmd.Stdout = &out
+	pr, pw := io.Pipe()
+	cmd.Stderr = pw
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if killAfter > 0 {
-		timer := time.AfterFunc(killAfter, func() { _ = cmd.Process.Kill() })
-		defer timer.Stop()
-	}
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		seen := 0
+		for sc.Scan() {
+			line := sc.Text()
+			out.WriteString(line + "\n")
+			if kill != nil && strings.Contains(line, `"msg":"checkpoint complete"`) {
+				seen++
+			}
+			if kill != nil && seen >= kill.afterCheckpoints {
+				d := kill.delay
+				kill = nil
+				time.AfterFunc(d, func() { _ = cmd.Process.Kill() })
+			}
+		}
+	}()
 	err := cmd.Wait()
-	res := result{err: err, stderr: stderr.String()}
+	pw.Close()
+	<-scanned
+	res := result{err: err, stderr: out.String()}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
@@ -138,14 +177,38 @@ func (j *job) run(t *testing.T, env []string, killAfter time.Duration, args ...s
 	return res
 }
 
-func (j *job) runOnce(t *testing.T, env ...string) result {
-	return j.run(t, env, 0, "run", "--once", "-c", j.path)
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
 }
 
-// mustFinish runs the job to its end and fails the test unless it exits 0.
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) WriteString(x string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.WriteString(x)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (j *job) runOnce(t *testing.T, env ...string) result {
+	return j.run(t, sluiceBin, env, nil, "run", "--once", "-c", j.path)
+}
+
+// mustFinish runs the job to its end with the race-built binary and fails
+// the test unless it exits 0.
 func (j *job) mustFinish(t *testing.T) {
 	t.Helper()
-	if r := j.runOnce(t); r.err != nil {
+	if r := j.run(t, sluiceRaceBin, nil, nil, "run", "--once", "-c", j.path); r.err != nil {
 		t.Fatalf("run --once: %v\n%s", r.err, tail(r.stderr, 40))
 	}
 }

@@ -359,31 +359,3 @@ func TestRunnerSavepointAndRestore(t *testing.T) {
 		t.Errorf("restored source at %d, want savepoint position %d", b.next, want)
 	}
 }
-
-func TestStoreRetention(t *testing.T) {
-	st := openStore(t, t.TempDir())
-	defer st.Close()
-	for id := uint64(1); id <= 10; id++ {
-		m := &checkpoint.Manifest{ID: id, Job: "job", Kind: checkpoint.KindPeriodic}
-		if id == 4 {
-			m.Kind, m.Name = checkpoint.KindSavepoint, "sp"
-		}
-		if err := st.Put(m); err != nil {
-			t.Fatal(err)
-		}
-		if err := st.Complete(id); err != nil {
-			t.Fatal(err)
-		}
-	}
-	all, _ := st.List()
-	var ids []uint64
-	for _, m := range all {
-		ids = append(ids, m.ID)
-	}
-	if fmt.Sprint(ids) != "[4 8 9 10]" {
-		t.Errorf("retained %v, want the savepoint and the newest 3", ids)
-	}
-	if _, err := checkpoint.OpenPebble(t.TempDir(), "other", 3); err != nil {
-		t.Fatal(err)
-	}
-}

@@ -28,7 +28,7 @@ type Config struct {
 	// only checked between row groups.
 	RowGroupRows int `yaml:"row_group_rows"`
 	// FlushRows bounds the rows a table buffers in memory (default
-	// 250,000). Past it the buffer is written out as a segment of the
+	// 150,000). Past it the buffer is written out as a segment of the
 	// checkpoint; a checkpoint's segments commit as successive snapshots of
 	// one transaction, so memory does not grow with the checkpoint.
 	FlushRows int `yaml:"flush_rows"`
@@ -118,7 +118,7 @@ func (c *Config) Defaults() {
 		c.RowGroupRows = 100_000
 	}
 	if c.FlushRows == 0 {
-		c.FlushRows = 250_000
+		c.FlushRows = 150_000
 	}
 	if c.CommitRetries == 0 {
 		c.CommitRetries = 10

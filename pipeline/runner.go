@@ -29,7 +29,7 @@ type RunnerConfig struct {
 	// checkpoint.
 	Restore string
 	// QueueDepth bounds the batches in flight between sources and the task
-	// loop. Default 16.
+	// loop. Default 4: enough to keep the source busy while the sink works.
 	QueueDepth int
 	Log        *zap.Logger
 	// Metrics receives progress; nil is allowed.
@@ -76,7 +76,7 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 		seen[s.Name()] = true
 	}
 	if cfg.QueueDepth <= 0 {
-		cfg.QueueDepth = 16
+		cfg.QueueDepth = 4
 	}
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()

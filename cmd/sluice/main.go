@@ -27,6 +27,10 @@ const (
 )
 
 func main() {
+	if err := startPprof(); err != nil {
+		fmt.Fprintln(os.Stderr, "sluice:", err)
+		os.Exit(exitConfig)
+	}
 	os.Exit(execute(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 }
 

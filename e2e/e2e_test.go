@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -162,4 +163,49 @@ func latestCheckpoint(t *testing.T, j *job) uint64 {
 		return 0
 	}
 	return m.ID
+}
+
+// Files of a checkpoint that is durable but not committed look like orphans
+// to the lake. Maintenance must not remove them, however old they are, or
+// recovery would commit references to missing files.
+func TestMaintainKeepsFilesOfAnUncommittedCheckpoint(t *testing.T) {
+	j := newJob(t, 20_000, 3_000, "")
+	r := j.runOnce(t, "SLUICE_FAULT="+checkpoint.FaultAfterManifest+"@3")
+	if !r.killed {
+		t.Fatalf("fault did not fire: %v\n%s", r.err, tail(r.stderr, 20))
+	}
+	// Age every file of the lake past the orphan threshold.
+	old := time.Now().Add(-3 * time.Hour)
+	err := filepath.WalkDir(j.dir+"/lake/warehouse", func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Chtimes(p, old, old)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := j.run(t, sluiceBin, nil, nil, "maintain", "-c", j.path, "--orphans")
+	if m.err != nil {
+		t.Fatalf("maintain: %v\n%s", m.err, tail(m.stderr, 20))
+	}
+	if !strings.Contains(m.stderr, "skipping orphan removal") {
+		t.Fatalf("maintain did not hold back orphan removal:\n%s", tail(m.stderr, 20))
+	}
+	j.mustFinish(t)
+	j.verify(t, j.expected(t))
+	// Once the checkpoint is committed, true orphans do go: a stray file.
+	stray := j.dir + "/lake/warehouse/lake.db/dwd_orders/data/stray.parquet"
+	if err := os.WriteFile(stray, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chtimes(stray, old, old)
+	m = j.run(t, sluiceBin, nil, nil, "maintain", "-c", j.path, "--orphans")
+	if m.err != nil {
+		t.Fatalf("maintain: %v\n%s", m.err, tail(m.stderr, 20))
+	}
+	if _, err := os.Stat(stray); !os.IsNotExist(err) {
+		t.Errorf("a real orphan survived maintenance: %v\n%s", err, tail(m.stderr, 20))
+	}
+	j.verify(t, j.expected(t))
 }

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"strconv"
@@ -14,8 +16,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/sluice-cdc/sluice/checkpoint"
 	"github.com/sluice-cdc/sluice/lake"
 	"github.com/sluice-cdc/sluice/pipeline"
 )
@@ -76,6 +80,11 @@ file age for orphan removal (default 1h).`,
 				OrphanOlderThan: olderThan,
 				DryRun:          dryRun,
 			}
+			if opts.RemoveOrphans && !opts.DryRun {
+				if err := guardOrphans(cfg, &opts, log); err != nil {
+					return err
+				}
+			}
 			ctx, stop := interruptible(cmd.Context())
 			defer stop()
 			reports, err := lake.Maintain(ctx, &cfg.Sink, cfg.Job, splitList(tables), opts, log)
@@ -98,6 +107,47 @@ file age for orphan removal (default 1h).`,
 	f.BoolVar(&dryRun, "dry-run", false, "change nothing; report what would be done")
 	f.StringArrayVar(&tables, "table", nil, "maintain only this table, NS.TABLE (repeatable, or comma-separated)")
 	return cmd
+}
+
+// guardOrphans protects files that look like orphans but are not: those of
+// a checkpoint that is durable but not yet committed, which recovery will
+// commit. A stopped job with such a checkpoint gets no orphan removal until
+// it ran again; a running job's in-flight files are younger than two
+// checkpoint intervals, so the age threshold is raised to at least that.
+func guardOrphans(cfg *JobConfig, opts *lake.MaintainOptions, log *zap.Logger) error {
+	minAge := max(opts.OrphanOlderThan, time.Hour, 2*cfg.Checkpoint.Interval)
+	if opts.OrphanOlderThan != 0 && opts.OrphanOlderThan < minAge {
+		log.Warn("raising the orphan age threshold to two checkpoint intervals, so that a running job's uncommitted files are kept",
+			zap.Duration("older_than", minAge))
+	}
+	if opts.OrphanOlderThan < minAge {
+		opts.OrphanOlderThan = minAge
+	}
+	if _, err := os.Stat(cfg.Checkpoint.Dir); errors.Is(err, fs.ErrNotExist) {
+		return nil // the job never ran here
+	}
+	st, err := openStore(cfg)
+	var locked *storeLockedError
+	if errors.As(err, &locked) {
+		return nil // running: covered by the age threshold
+	}
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	m, err := st.Latest()
+	if errors.Is(err, checkpoint.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !m.Complete {
+		log.Warn("skipping orphan removal: checkpoint is durable but not committed, and its files would look like orphans; run the job once (sluice run --once) to commit it, then maintain again",
+			zap.Uint64("checkpoint", m.ID))
+		opts.RemoveOrphans = false
+	}
+	return nil
 }
 
 // splitList accepts both --table a --table b and --table a,b.

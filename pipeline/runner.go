@@ -14,6 +14,10 @@ import (
 	"github.com/sluice-cdc/sluice/checkpoint"
 )
 
+// ErrBusy is returned by Runner.Savepoint while another checkpoint is in
+// flight; asking again shortly after succeeds.
+var ErrBusy = errors.New("pipeline: a checkpoint is in progress; try again")
+
 // RunnerConfig wires a Runner.
 type RunnerConfig struct {
 	Job       string
@@ -372,9 +376,13 @@ func (t *task) loop(ctx context.Context, queue <-chan message) error {
 			}
 		case req := <-t.r.savepoint:
 			if t.pending != 0 {
-				// Savepoints wait for the checkpoint in flight; simplest is
-				// to ask again after it, which callers do by retrying.
-				req.done <- errors.New("a checkpoint is in progress; try again")
+				// Aligning two checkpoints at once is not supported; the
+				// caller asks again once this one is done.
+				req.done <- ErrBusy
+				continue
+			}
+			if _, err := cfg.Store.Savepoint(req.name); err == nil {
+				req.done <- fmt.Errorf("savepoint %q already exists", req.name)
 				continue
 			}
 			if done, err := t.begin(ctx, checkpoint.KindSavepoint, req.name, req.done); done || err != nil {

@@ -109,7 +109,14 @@ func (a *app) runJob(ctx context.Context, file string, opts runOptions, progress
 		stopProgress = sync.OnceFunc(a.startProgress(j.sources, log))
 		defer stopProgress()
 	}
+	stopControl, err := serveControl(ctx, controlSocket(cfg), j.runner, log.With(zap.String("component", "control")))
+	if err != nil {
+		// Savepoints on request are a convenience; the job runs without.
+		log.Warn("no control socket: `sluice savepoint` will not reach this job", zap.Error(err))
+		stopControl = func() {}
+	}
 	err = runUntilSignalled(ctx, j.runner, log)
+	stopControl()
 	stopProgress()
 	if tables := j.sink.TablesWritten(); err == nil || len(tables) > 0 {
 		a.printTables(cfg, file, tables)

@@ -139,6 +139,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.validateCmd(),
 		a.maintainCmd(),
 		a.checkpointsCmd(),
+		a.savepointCmd(),
 		a.tablesCmd(),
 		a.scanCmd(),
 		a.versionCmd(),

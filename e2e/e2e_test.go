@@ -93,11 +93,7 @@ func TestCrashAtRandomMoments(t *testing.T) {
 // Stop-with-savepoint: SIGTERM on a daemon takes a final checkpoint and
 // exits 0; the next run continues where it stopped.
 func TestDaemonStopsCleanlyOnSIGTERM(t *testing.T) {
-	j := newJob(t, 30_000, 1_000_000, "")
-	// Slow the generator so the daemon is mid-stream when it is stopped.
-	rewrite(t, j.path, "    total: 30000\n", "    total: 30000\n    rate: 20000\n")
-	cmd := startDaemon(t, j)
-	time.Sleep(700 * time.Millisecond)
+	j, cmd := startRateLimitedDaemon(t, 1_000_000, 20_000)
 	stopped := time.Now()
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
@@ -108,12 +104,7 @@ func TestDaemonStopsCleanlyOnSIGTERM(t *testing.T) {
 	if took := time.Since(stopped); took > 20*time.Second {
 		t.Errorf("stop took %s", took)
 	}
-	st, err := checkpoint.OpenPebble(j.dir+"/state", "e2e", 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := st.Latest()
-	st.Close()
+	m, err := j.manifest(t, func(st checkpoint.Store) (*checkpoint.Manifest, error) { return st.Latest() })
 	if err != nil || !m.Complete || m.Kind != checkpoint.KindFinal {
 		t.Fatalf("after stop, latest checkpoint = %+v, %v; want a complete final one", m, err)
 	}
@@ -149,20 +140,35 @@ func startDaemon(t *testing.T, j *job) *execCmd {
 	return cmd
 }
 
-var _ = fmt.Sprint
-
 func latestCheckpoint(t *testing.T, j *job) uint64 {
+	t.Helper()
+	m, err := j.manifest(t, func(st checkpoint.Store) (*checkpoint.Manifest, error) { return st.Latest() })
+	if err != nil {
+		return 0
+	}
+	return m.ID
+}
+
+// manifest reads one manifest from the job's store; the job must be stopped.
+func (j *job) manifest(t *testing.T, get func(checkpoint.Store) (*checkpoint.Manifest, error)) (*checkpoint.Manifest, error) {
 	t.Helper()
 	st, err := checkpoint.OpenPebble(j.dir+"/state", "e2e", 3)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	m, err := st.Latest()
-	if err != nil {
-		return 0
-	}
-	return m.ID
+	return get(st)
+}
+
+// startRateLimitedDaemon starts a daemon on a 30,000-change job slowed to
+// rate changes/s, and returns once it is mid-stream.
+func startRateLimitedDaemon(t *testing.T, maxRecords int, rate int) (*job, *execCmd) {
+	t.Helper()
+	j := newJob(t, 30_000, maxRecords, "")
+	rewrite(t, j.path, "    total: 30000\n", fmt.Sprintf("    total: 30000\n    rate: %d\n", rate))
+	cmd := startDaemon(t, j)
+	time.Sleep(700 * time.Millisecond)
+	return j, cmd
 }
 
 // Files of a checkpoint that is durable but not committed look like orphans
@@ -213,10 +219,7 @@ func TestMaintainKeepsFilesOfAnUncommittedCheckpoint(t *testing.T) {
 // A savepoint is taken from outside while the daemon runs, kept past
 // retention, and a later run restored from it converges to the source.
 func TestSavepointOnRequestAndRestore(t *testing.T) {
-	j := newJob(t, 30_000, 2_000, "")
-	rewrite(t, j.path, "    total: 30000\n", "    total: 30000\n    rate: 15000\n")
-	cmd := startDaemon(t, j)
-	time.Sleep(800 * time.Millisecond)
+	j, cmd := startRateLimitedDaemon(t, 2_000, 15_000)
 	sp := j.run(t, sluiceBin, nil, nil, "savepoint", "-c", j.path, "before-upgrade")
 	if sp.err != nil || !strings.Contains(sp.stderr, "savepoint before-upgrade committed") {
 		t.Fatalf("savepoint: %v\n%s", sp.err, tail(sp.stderr, 20))
@@ -231,12 +234,7 @@ func TestSavepointOnRequestAndRestore(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("daemon: %v", err)
 	}
-	st, err := checkpoint.OpenPebble(j.dir+"/state", "e2e", 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := st.Savepoint("before-upgrade")
-	st.Close()
+	m, err := j.manifest(t, func(st checkpoint.Store) (*checkpoint.Manifest, error) { return st.Savepoint("before-upgrade") })
 	if err != nil || !m.Complete || m.Kind != checkpoint.KindSavepoint {
 		t.Fatalf("savepoint manifest %+v, %v", m, err)
 	}

@@ -1,7 +1,7 @@
 // Package testinfra gives integration tests real server endpoints:
 // PostgreSQL, MariaDB with a row binlog, and an S3-compatible object store
-// (versitygw). See TESTING.md at the repository's shared docs for what was
-// measured on the CI machine.
+// (versitygw). TESTING.md (the project's shared notes) has what was measured
+// on the CI machine.
 //
 // # Where the servers come from
 //
@@ -32,7 +32,9 @@
 //  2. Every child process is started with the parent-death signal SIGKILL,
 //     from one OS thread that never exits, so the kernel kills it when the
 //     test binary dies for any reason (a -timeout panic, os.Exit, SIGKILL),
-//     with or without Main.
+//     with or without Main. PostgreSQL runs as the postgres user (initdb
+//     and postgres refuse root) through the child's credentials rather than
+//     runuser, so that the PID we hold is the server's own.
 //  3. Directories left behind by a test binary that did not reach Main are
 //     removed by the next test binary that starts a server, once their PID
 //     is gone.

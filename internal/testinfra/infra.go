@@ -103,12 +103,16 @@ var dockerAnswers = sync.OnceValue(func() bool {
 			return false
 		}
 	}
+	return pingDocker(network, addr, 5*time.Second)
+})
+
+func pingDocker(network, addr string, timeout time.Duration) bool {
 	if network == "unix" {
 		if _, err := os.Stat(addr); err != nil {
 			return false
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
@@ -125,7 +129,7 @@ var dockerAnswers = sync.OnceValue(func() bool {
 	}
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
-})
+}
 
 // missing ends a test whose server binary is not installed: a skip, or a
 // failure under CI=true (CI installs the binaries, so it never skips).
@@ -271,6 +275,7 @@ func startProc(name, logPath string, cred *syscall.Credential, stopSig syscall.S
 	defer f.Close() // the child holds its own descriptor
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Dir = filepath.Dir(logPath) // readable by a child that runs as another user
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	if err := startOnSpawner(cmd); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)

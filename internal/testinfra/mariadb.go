@@ -1,0 +1,178 @@
+package testinfra
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// MySQL is a MariaDB database of its own for one test, on a server shared
+// by the test binary. The server writes a row binlog with full images and
+// full metadata, with GTIDs (strict mode) and server id 1.
+type MySQL struct {
+	Host string
+	Port int
+	// User has all privileges on every database (WITH GRANT OPTION).
+	User     string
+	Password string
+	Database string
+	// CDCUser has what a binlog reader needs: SELECT, RELOAD, REPLICATION
+	// SLAVE, REPLICATION CLIENT, BINLOG MONITOR on *.*.
+	CDCUser     string
+	CDCPassword string
+}
+
+// Addr is host:port.
+func (m *MySQL) Addr() string { return net.JoinHostPort(m.Host, strconv.Itoa(m.Port)) }
+
+// DSN is a go-sql-driver/mysql DSN for User on Database, without
+// parameters: append "?parseTime=true" and such as needed.
+func (m *MySQL) DSN() string { return m.dsn(m.User, m.Password) }
+
+// CDCDSN is DSN for CDCUser.
+func (m *MySQL) CDCDSN() string { return m.dsn(m.CDCUser, m.CDCPassword) }
+
+func (m *MySQL) dsn(user, pass string) string {
+	c := mysql.NewConfig()
+	c.User, c.Passwd, c.Net, c.Addr, c.DBName = user, pass, "tcp", m.Addr(), m.Database
+	return c.FormatDSN()
+}
+
+type mariaServer struct {
+	proc  *proc
+	port  int
+	admin *sql.DB
+}
+
+var mariaShared shared[*mariaServer]
+
+const (
+	mariaUser    = "sluice"
+	mariaPass    = "sluice-test"
+	mariaCDCUser = "cdc"
+	mariaCDCPass = "cdc-test"
+)
+
+// MariaDB returns a fresh database on this test binary's MariaDB server,
+// starting the server on first use. The database is dropped when the test
+// ends; the binlog is shared by all tests of the binary.
+func MariaDB(t testing.TB) *MySQL {
+	t.Helper()
+	useLocal(t)
+	const hint = "apt-get install -y mariadb-server"
+	mariadbd, ok := lookBin("mariadbd", "/usr/sbin", "/usr/local/sbin")
+	if !ok {
+		missing(t, "mariadbd", hint)
+	}
+	installDB, ok := lookBin("mariadb-install-db", "/usr/bin", "/usr/local/bin")
+	if !ok {
+		missing(t, "mariadb-install-db", hint)
+	}
+	srv, err := mariaShared.get(func() (*mariaServer, error) { return startMariaDB(mariadbd, installDB) })
+	if err != nil {
+		t.Fatalf("testinfra: start MariaDB: %v", err)
+	}
+	name := uniqueName(t, '_', 48)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := srv.admin.ExecContext(ctx, "CREATE DATABASE `"+name+"`"); err != nil {
+		t.Fatalf("testinfra: MariaDB (pid %d): create database %s: %v%s", srv.proc.pid(), name, err, srv.proc.logTail())
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := srv.admin.ExecContext(ctx, "DROP DATABASE IF EXISTS `"+name+"`"); err != nil {
+			t.Logf("testinfra: drop database %s: %v", name, err)
+		}
+	})
+	return &MySQL{
+		Host: "127.0.0.1", Port: srv.port, User: mariaUser, Password: mariaPass, Database: name,
+		CDCUser: mariaCDCUser, CDCPassword: mariaCDCPass,
+	}
+}
+
+func startMariaDB(mariadbd, installDB string) (*mariaServer, error) {
+	began := time.Now()
+	dir, err := newServerDir("mariadb")
+	if err != nil {
+		return nil, err
+	}
+	data, sock, errLog := filepath.Join(dir, "data"), filepath.Join(dir, "mysqld.sock"), filepath.Join(dir, "error.log")
+	userArg := []string{}
+	if os.Geteuid() == 0 {
+		userArg = []string{"--user=root"} // mariadbd refuses root otherwise
+	}
+	// --no-defaults: the system's /etc/mysql files (datadir, socket, log
+	// paths of the packaged service) must not leak in.
+	err = runTool(filepath.Join(dir, "install-db.log"), nil, installDB, append([]string{
+		"--no-defaults", "--datadir=" + data, "--auth-root-authentication-method=normal",
+		"--skip-test-db", "--skip-name-resolve",
+	}, userArg...)...)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	var admin *sql.DB
+	p, port, err := startWithRetry(func(port int) (*proc, error) {
+		_ = os.Remove(errLog)
+		args := append([]string{"--no-defaults"}, userArg...)
+		args = append(args,
+			"--datadir="+data, "--socket="+sock, "--pid-file="+filepath.Join(dir, "mysqld.pid"),
+			"--bind-address=127.0.0.1", "--port="+strconv.Itoa(port), "--skip-name-resolve",
+			"--log-bin="+filepath.Join(data, "binlog"), "--binlog-format=ROW", "--binlog-row-image=FULL",
+			"--binlog-row-metadata=FULL", "--server-id=1", "--gtid-strict-mode=ON",
+			"--innodb-buffer-pool-size=64M", "--log-error="+errLog)
+		// SIGKILL: throwaway data, and an InnoDB shutdown takes a while.
+		return startProc("mariadbd", filepath.Join(dir, "stdout.log"), nil, syscall.SIGKILL, []string{errLog}, mariadbd, args...)
+	}, func(int) func(ctx context.Context) error {
+		return func(ctx context.Context) error {
+			c := mysql.NewConfig()
+			c.User, c.Net, c.Addr = "root", "unix", sock
+			db, err := sql.Open("mysql", c.FormatDSN())
+			if err != nil {
+				return err
+			}
+			if err := db.PingContext(ctx); err != nil {
+				db.Close()
+				return err
+			}
+			admin = db
+			return nil
+		}
+	})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	admin.SetMaxOpenConns(4)
+	stop := func() {
+		admin.Close()
+		p.stop()
+		os.RemoveAll(dir)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, q := range []string{
+		fmt.Sprintf("CREATE USER %s@'127.0.0.1' IDENTIFIED BY '%s'", mariaUser, mariaPass),
+		fmt.Sprintf("GRANT ALL PRIVILEGES ON *.* TO %s@'127.0.0.1' WITH GRANT OPTION", mariaUser),
+		fmt.Sprintf("CREATE USER %s@'127.0.0.1' IDENTIFIED BY '%s'", mariaCDCUser, mariaCDCPass),
+		fmt.Sprintf("GRANT SELECT, RELOAD, REPLICATION SLAVE, REPLICATION CLIENT, BINLOG MONITOR ON *.* TO %s@'127.0.0.1'", mariaCDCUser),
+	} {
+		if _, err := admin.ExecContext(ctx, q); err != nil {
+			stop()
+			return nil, fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	atExit(stop)
+	logStart("MariaDB", p, port, began)
+	return &mariaServer{proc: p, port: port, admin: admin}, nil
+}

@@ -79,13 +79,15 @@ func TestSinkUpsertAndAppend(t *testing.T) {
 	// commit as successive snapshots of one transaction; keys updated and
 	// deleted across segments must still end with their last write.
 	for _, flush := range []int{250_000, 3, 2} {
-		t.Run(fmt.Sprint("flush", flush), func(t *testing.T) { testSinkUpsertAndAppend(t, flush) })
+		t.Run(fmt.Sprint("flush", flush), func(t *testing.T) { runSinkWorkload(t, testConfig(t), flush) })
 	}
 }
 
-func testSinkUpsertAndAppend(t *testing.T, flushRows int) {
+// testSinkOnBackend is testSinkUpsertAndAppend's scenario, with the rows
+// checked column by column and the repeated Commit checked to change
+// nothing.
+func runSinkWorkload(t *testing.T, cfg *Config, flushRows int) {
 	ctx := context.Background()
-	cfg := testConfig(t)
 	cfg.FlushRows = flushRows
 	s, err := NewSink(cfg, "job1", nil)
 	if err != nil {
@@ -102,6 +104,24 @@ func testSinkUpsertAndAppend(t *testing.T, flushRows int) {
 			t.Fatal(err)
 		}
 	}
+	// state is each table's snapshot count and current snapshot id.
+	state := func() string {
+		t.Helper()
+		var out []string
+		for _, name := range []string{"dwd_shop_orders", "ods_shop_orders"} {
+			tbl, err := s.cat.LoadTable(ctx, []string{"test", name})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cur := int64(-1)
+			if sn := tbl.CurrentSnapshot(); sn != nil {
+				cur = sn.SnapshotID
+			}
+			out = append(out, fmt.Sprintf("%s:%d snapshots, current %d, metadata %s",
+				name, len(tbl.Metadata().Snapshots()), cur, tbl.MetadataLocation()))
+		}
+		return strings.Join(out, "; ")
+	}
 	checkpointN := func(id uint64) {
 		t.Helper()
 		p, err := s.Prepare(ctx, id)
@@ -109,12 +129,18 @@ func testSinkUpsertAndAppend(t *testing.T, flushRows int) {
 			t.Fatal(err)
 		}
 		c := pipeline.Commit{ID: id, Job: "job1", Prepared: p, Positions: map[string]string{"src": fmt.Sprint("seq=", id)}}
+		began := time.Now()
 		if err := s.Commit(ctx, c); err != nil {
 			t.Fatal(err)
 		}
-		// Idempotence: a second commit of the same checkpoint changes nothing.
+		t.Logf("checkpoint %d committed in %v", id, time.Since(began).Round(time.Millisecond))
+		before := state()
+		// Idempotence: a second commit of the same checkpoint is a no-op.
 		if err := s.Commit(ctx, c); err != nil {
 			t.Fatal(err)
+		}
+		if after := state(); after != before {
+			t.Errorf("a second Commit of checkpoint %d changed the tables:\nbefore %s\nafter  %s", id, before, after)
 		}
 	}
 
@@ -126,32 +152,23 @@ func testSinkUpsertAndAppend(t *testing.T, flushRows int) {
 	write(pipeline.Record{Op: pipeline.OpUpdate, Before: row(2, "n2b", 201), After: row(2, "n2c", 202)})
 	write(pipeline.Record{Op: pipeline.OpDelete, Before: row(3, "n3", 300)})
 	checkpointN(1)
+	assertRows(t, cfg, "test.dwd_shop_orders", row(1, "n1", 100), row(2, "n2c", 202), row(4, "n4", 400), row(5, "n5", 500))
+	if n := countRows(t, cfg, "test.ods_shop_orders"); n != 8 {
+		t.Errorf("ods has %d rows after checkpoint 1, want 8", n)
+	}
 
-	// checkpoint 2: update 1 (across snapshots), delete 4, re-insert 3, delete then re-insert 5.
+	// checkpoint 2: update 1, delete 4, re-insert 3, delete then re-insert 5.
 	write(pipeline.Record{Op: pipeline.OpUpdate, Before: row(1, "n1", 100), After: row(1, "n1x", 111)})
 	write(pipeline.Record{Op: pipeline.OpDelete, Before: row(4, "n4", 400)})
 	write(pipeline.Record{Op: pipeline.OpInsert, After: row(3, "n3again", 333)})
 	write(pipeline.Record{Op: pipeline.OpDelete, Before: row(5, "n5", 500)})
 	write(pipeline.Record{Op: pipeline.OpInsert, After: row(5, "n5new", 555)})
 	checkpointN(2)
-
-	got := scanAll(t, cfg, "test.dwd_shop_orders")
-	want := map[string]string{"1": "n1x", "2": "n2c", "3": "n3again", "5": "n5new"}
-	if len(got) != len(want) {
-		t.Fatalf("dwd has %d rows, want %d: %v", len(got), len(want), got)
-	}
-	for k, name := range want {
-		r, ok := got[k]
-		if !ok || r[1] != name {
-			t.Errorf("dwd key %s = %v, want name %s", k, r, name)
-		}
-	}
-	if d := got["2"][2].(pipeline.Decimal); d.Unscaled != 202 || d.Scale != 2 {
-		t.Errorf("decimal round trip: %+v", d)
-	}
+	assertRows(t, cfg, "test.dwd_shop_orders", row(1, "n1x", 111), row(2, "n2c", 202), row(3, "n3again", 333), row(5, "n5new", 555))
 	if n := countRows(t, cfg, "test.ods_shop_orders"); n != 13 {
 		t.Errorf("ods has %d rows, want every one of the 13 changes", n)
 	}
+
 	tables, err := ListTables(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -160,10 +177,12 @@ func testSinkUpsertAndAppend(t *testing.T, flushRows int) {
 	if fmt.Sprint(tables) != "[test.dwd_shop_orders test.ods_shop_orders]" {
 		t.Errorf("tables = %v", tables)
 	}
-	// Each checkpoint produced exactly one snapshot per table, carrying our ids.
 	tbl, err := s.cat.LoadTable(ctx, []string{"test", "dwd_shop_orders"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !strings.HasPrefix(tbl.Location(), strings.TrimSuffix(cfg.Warehouse, "/")+"/") {
+		t.Errorf("table location %s is outside the warehouse %s", tbl.Location(), cfg.Warehouse)
 	}
 	perCheckpoint := map[string]int{}
 	for _, sn := range tbl.Metadata().Snapshots() {
@@ -179,6 +198,41 @@ func testSinkUpsertAndAppend(t *testing.T, flushRows int) {
 	if cur[PropJobID] != "job1" || cur[PropCheckpointID] != "2" || cur[PropPositionPrefix+"src"] != "seq=2" {
 		t.Errorf("snapshot summary = %v", cur)
 	}
+}
+
+// assertRows checks that a table holds exactly want, every column equal.
+func assertRows(t *testing.T, cfg *Config, name string, want ...[]any) {
+	t.Helper()
+	got := scanAll(t, cfg, name)
+	var g, w []string
+	for _, r := range got {
+		g = append(g, renderRow(r))
+	}
+	for _, r := range want {
+		w = append(w, renderRow(r))
+	}
+	sort.Strings(g)
+	sort.Strings(w)
+	if strings.Join(g, "\n") != strings.Join(w, "\n") {
+		t.Errorf("%s rows:\n%s\nwant:\n%s", name, strings.Join(g, "\n"), strings.Join(w, "\n"))
+	}
+}
+
+// renderRow prints values with their types; times in UTC, so that equal
+// instants compare equal whatever their location.
+func renderRow(r []any) string {
+	parts := make([]string, len(r))
+	for i, v := range r {
+		switch x := v.(type) {
+		case time.Time:
+			parts[i] = "time:" + x.UTC().Format(time.RFC3339Nano)
+		case pipeline.Decimal:
+			parts[i] = fmt.Sprintf("decimal:%d/scale%d", x.Unscaled, x.Scale)
+		default:
+			parts[i] = fmt.Sprintf("%T:%v", v, v)
+		}
+	}
+	return strings.Join(parts, " | ")
 }
 
 func TestSinkRejectsBadValues(t *testing.T) {

@@ -2,6 +2,7 @@ package datagen
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -225,8 +226,8 @@ func TestRestartContinuesExactly(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := fmt.Sprintf(`{"next":%d}`, len(got)); string(pos.State) != want {
-				t.Fatalf("state %s, want %s", pos.State, want)
+			if next := stateNext(t, pos.State); next != int64(len(got)) {
+				t.Fatalf("state %s, want next %d", pos.State, len(got))
 			}
 			if want := fmt.Sprintf("seq=%d", len(got)); pos.Summary != want {
 				t.Fatalf("summary %s, want %s", pos.Summary, want)
@@ -466,7 +467,7 @@ func TestTotalAndEndOfInput(t *testing.T) {
 		t.Fatalf("progress %d/%d", done, total)
 	}
 	pos, _ := s.Snapshot()
-	if string(pos.State) != `{"next":2500}` {
+	if stateNext(t, pos.State) != 2500 {
 		t.Fatalf("final state %s", pos.State)
 	}
 	// Restoring at the end ends at once.
@@ -807,5 +808,64 @@ func TestBoxing(t *testing.T) {
 		}
 	default:
 		t.Fatalf("type switch saw %T", v)
+	}
+}
+
+func stateNext(t *testing.T, b []byte) int64 {
+	t.Helper()
+	var st struct {
+		Next int64  `json:"next"`
+		Data string `json:"data"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil || st.Data == "" {
+		t.Fatalf("state %s: %v (want next and data)", b, err)
+	}
+	return st.Next
+}
+
+// A checkpoint taken under one seed or table list must not be restored
+// under another: the generated data would silently differ. Rate, batch
+// size and total may change.
+func TestRestoreRefusesAnotherConfig(t *testing.T) {
+	ctx := context.Background()
+	base := Config{Seed: 5, Total: 100, Tables: []TableConfig{{Name: "a.b", Preset: "orders", Keys: 50}}}
+	s, err := New(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Open(ctx, pipeline.OpenOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Read(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pos, _ := s.Snapshot()
+
+	ok := base
+	ok.Rate, ok.BatchSize, ok.Total = 10, 7, 1000
+	s2, _ := New(ok)
+	if err := s2.Open(ctx, pipeline.OpenOptions{State: pos.State}); err != nil {
+		t.Fatalf("rate, batch size and total changes must restore: %v", err)
+	}
+	for name, change := range map[string]func(*Config){
+		"seed": func(c *Config) { c.Seed = 6 },
+		"keys": func(c *Config) { c.Tables = []TableConfig{{Name: "a.b", Preset: "orders", Keys: 51}} },
+		"name": func(c *Config) { c.Tables = []TableConfig{{Name: "a.c", Preset: "orders", Keys: 50}} },
+	} {
+		c := base
+		change(&c)
+		s3, err := New(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = s3.Open(ctx, pipeline.OpenOptions{State: pos.State})
+		if err == nil || !strings.Contains(err.Error(), "another seed or other tables") {
+			t.Errorf("%s changed: restore error = %v", name, err)
+		}
+	}
+	// States written before the fingerprint existed still restore.
+	s4, _ := New(base)
+	if err := s4.Open(ctx, pipeline.OpenOptions{State: []byte(`{"next":3}`)}); err != nil {
+		t.Errorf("legacy state: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"strconv"
 	"sync/atomic"
@@ -35,6 +36,10 @@ type Source struct {
 
 	done  atomic.Int64
 	total int64
+	// data fingerprints what decides the generated values (seed and
+	// tables); checkpoints carry it so that a restore under another config
+	// is refused instead of silently producing other data.
+	data string
 }
 
 var _ pipeline.Source = (*Source)(nil)
@@ -49,7 +54,7 @@ func New(cfg Config) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Source{cfg: cfg, g: g, total: cfg.Total}
+	s := &Source{cfg: cfg, g: g, total: cfg.Total, data: fingerprint(cfg)}
 	if cfg.Rate > 0 {
 		// A tenth of a second's worth per batch keeps the output smooth.
 		s.burst = int(min(math.Ceil(cfg.Rate/10), float64(cfg.BatchSize)))
@@ -64,6 +69,19 @@ func (s *Source) Name() string { return "datagen" }
 
 type state struct {
 	Next *int64 `json:"next"`
+	Data string `json:"data,omitempty"`
+}
+
+// fingerprint hashes the parts of cfg that decide the data. Rate,
+// BatchSize and Total may change between runs; Total only moves the end.
+func fingerprint(cfg Config) string {
+	b, _ := json.Marshal(struct {
+		Seed   int64
+		Tables []TableConfig
+	}{cfg.Seed, cfg.Tables})
+	h := fnv.New64a()
+	h.Write(b)
+	return fmt.Sprintf("%016x", h.Sum64())
 }
 
 // Open implements pipeline.Source. Restoring replays only the key
@@ -80,6 +98,9 @@ func (s *Source) Open(ctx context.Context, opts pipeline.OpenOptions) error {
 		}
 		if st.Next == nil || *st.Next < 0 {
 			return fmt.Errorf("datagen: restore state %q: \"next\" must be a non-negative number", opts.State)
+		}
+		if st.Data != "" && st.Data != s.data {
+			return fmt.Errorf("datagen: the checkpoint was taken with another seed or other tables (data %s, now %s): restore with the same source.datagen settings, or start from an empty checkpoint.dir", st.Data, s.data)
 		}
 		next = uint64(*st.Next)
 		if err := s.g.skipTo(ctx, next); err != nil {
@@ -136,12 +157,12 @@ func (s *Source) Read(ctx context.Context) (*pipeline.Batch, error) {
 	return b, nil
 }
 
-// Snapshot implements pipeline.Source: the state is {"next": i}, the number
-// of changes emitted so far.
+// Snapshot implements pipeline.Source: the state is {"next": i, "data": f},
+// the number of changes emitted so far and the data fingerprint.
 func (s *Source) Snapshot() (checkpoint.Position, error) {
 	next := strconv.FormatUint(s.g.next, 10)
 	return checkpoint.Position{
-		State:   []byte(`{"next":` + next + `}`),
+		State:   []byte(`{"next":` + next + `,"data":"` + s.data + `"}`),
 		Summary: "seq=" + next,
 	}, nil
 }

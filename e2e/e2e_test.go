@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -248,5 +249,11 @@ func TestSavepointOnRequestAndRestore(t *testing.T) {
 	j.verifyTables(t, j.expected(t), false)
 	if none := j.run(t, sluiceBin, nil, nil, "savepoint", "-c", j.path, "x"); none.err == nil || !strings.Contains(none.stderr, "no running job") {
 		t.Fatalf("savepoint without a daemon: %v\n%s", none.err, tail(none.stderr, 10))
+	}
+	if d := j.run(t, sluiceBin, nil, nil, "savepoint", "-c", j.path, "--delete", "before-upgrade"); d.err != nil {
+		t.Fatalf("delete savepoint: %v\n%s", d.err, tail(d.stderr, 10))
+	}
+	if _, err := j.manifest(t, func(st checkpoint.Store) (*checkpoint.Manifest, error) { return st.Savepoint("before-upgrade") }); !errors.Is(err, checkpoint.ErrNotFound) {
+		t.Fatalf("deleted savepoint still stored: %v", err)
 	}
 }

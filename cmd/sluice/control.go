@@ -103,7 +103,10 @@ func handleControl(ctx context.Context, conn net.Conn, r *pipeline.Runner, log *
 }
 
 func (a *app) savepointCmd() *cobra.Command {
-	var file string
+	var (
+		file string
+		del  bool
+	)
 	cmd := &cobra.Command{
 		Use:   "savepoint -c FILE NAME",
 		Short: "Ask the running job for a named savepoint and wait until it is committed",
@@ -113,7 +116,9 @@ later run from it with: sluice run -c FILE --from-savepoint NAME
 
 Restoring a savepoint rewinds the sources to it: changes after it are read
 again, so upsert tables converge to the same state while changelog (ods)
-tables receive those changes a second time.`,
+tables receive those changes a second time.
+
+With --delete, remove the named savepoint from a stopped job's store.`,
 		Args: cobra.ExactArgs(1),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
 			cfg, err := LoadConfig(file)
@@ -122,6 +127,18 @@ tables receive those changes a second time.`,
 			}
 			if !savepointName.MatchString(args[0]) {
 				return usageError{fmt.Errorf("savepoint name %q: use letters, digits, '.', '_' and '-' (at most 100)", args[0])}
+			}
+			if del {
+				st, err := openStore(cfg)
+				if err != nil {
+					return err
+				}
+				defer st.Close()
+				if err := st.DeleteSavepoint(args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "savepoint %s deleted\n", args[0])
+				return nil
 			}
 			path := controlSocket(cfg)
 			conn, err := net.DialTimeout("unix", path, 5*time.Second)
@@ -146,5 +163,6 @@ tables receive those changes a second time.`,
 		}),
 	}
 	configFlag(cmd, &file)
+	cmd.Flags().BoolVar(&del, "delete", false, "delete the savepoint (the job must be stopped)")
 	return cmd
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/sluice-cdc/sluice/datagen"
+	"github.com/sluice-cdc/sluice/internal/testinfra"
 	"github.com/sluice-cdc/sluice/lake"
 	"github.com/sluice-cdc/sluice/pipeline"
 )
@@ -52,6 +53,7 @@ func TestMain(m *testing.M) {
 		}
 	}
 	code := m.Run()
+	testinfra.StopAll()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -128,6 +130,9 @@ type result struct {
 type killPlan struct {
 	afterCheckpoints int
 	delay            time.Duration
+	// maxWait kills the process after this long in any case (0: never),
+	// for daemons that may go idle before enough checkpoints happened.
+	maxWait time.Duration
 }
 
 // run starts a sluice binary with args and env, killing it with SIGKILL as
@@ -144,6 +149,10 @@ func (j *job) run(t *testing.T, bin string, env []string, kill *killPlan, args .
 	cmd.Stderr = pw
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
+	}
+	if kill != nil && kill.maxWait > 0 {
+		timer := time.AfterFunc(kill.maxWait, func() { _ = cmd.Process.Kill() })
+		defer timer.Stop()
 	}
 	scanned := make(chan struct{})
 	go func() {

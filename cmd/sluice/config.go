@@ -13,6 +13,7 @@ import (
 	"github.com/goccy/go-yaml/parser"
 
 	"github.com/sluice-cdc/sluice/checkpoint"
+	"github.com/sluice-cdc/sluice/cdc/mysql"
 	"github.com/sluice-cdc/sluice/datagen"
 	"github.com/sluice-cdc/sluice/lake"
 )
@@ -34,6 +35,7 @@ type JobConfig struct {
 // where init()-time registries would hide it behind blank imports.
 type SourceConfig struct {
 	Datagen *datagen.Config `yaml:"datagen"`
+	MySQL   *mysql.Config   `yaml:"mysql"`
 }
 
 // kinds returns the yaml names of the source kinds that are set.
@@ -41,6 +43,9 @@ func (s *SourceConfig) kinds() []string {
 	var out []string
 	if s.Datagen != nil {
 		out = append(out, "datagen")
+	}
+	if s.MySQL != nil {
+		out = append(out, "mysql")
 	}
 	return out
 }
@@ -191,6 +196,12 @@ func (l *loader) validate(cfg *JobConfig) error {
 		d.Defaults()
 		if err := d.Validate(); err != nil {
 			return l.errPath("source.datagen", err)
+		}
+	}
+	if m := cfg.Source.MySQL; m != nil {
+		m.Defaults()
+		if err := m.Validate(); err != nil {
+			return l.errPath("source.mysql", err)
 		}
 	}
 	cfg.Sink.Defaults()

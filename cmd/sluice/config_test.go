@@ -78,9 +78,18 @@ func TestConfigErrors(t *testing.T) {
 			yaml: doc(
 				"job: shop",
 				"source:",
-				"  mysql: {dsn: x}",
+				"  oracle: {dsn: x}",
 			),
-			want: `job.yaml:3:3: unknown source kind "mysql" (expected one of: datagen)`,
+			want: `job.yaml:3:3: unknown source kind "oracle" (expected one of: datagen, mysql)`,
+		},
+		{
+			name: "bad mysql dsn",
+			yaml: doc(
+				"job: shop",
+				"source:",
+				"  mysql: {dsn: x, tables: [\"shop\\\\..*\"]}",
+			),
+			want: `job.yaml:3:11: source.mysql.dsn: invalid DSN: missing the slash separating the database name`,
 		},
 		{
 			name: "no source kind",
@@ -88,14 +97,14 @@ func TestConfigErrors(t *testing.T) {
 				"job: shop",
 				"source: {}",
 			),
-			want: `job.yaml:2:1: source: exactly one source kind is required (expected one of: datagen)`,
+			want: `job.yaml:2:1: source: exactly one source kind is required (expected one of: datagen, mysql)`,
 		},
 		{
 			name: "no source section",
 			yaml: doc(
 				"job: shop",
 			),
-			want: `job.yaml:1:1: source: exactly one source kind is required (expected one of: datagen)`,
+			want: `job.yaml:1:1: source: exactly one source kind is required (expected one of: datagen, mysql)`,
 		},
 		{
 			name: "interval not a duration",

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sluice-cdc/sluice/checkpoint"
+	"github.com/sluice-cdc/sluice/cdc/mysql"
 	"github.com/sluice-cdc/sluice/datagen"
 	"github.com/sluice-cdc/sluice/lake"
 	"github.com/sluice-cdc/sluice/pipeline"
@@ -96,6 +97,12 @@ func buildSources(cfg *JobConfig, _ *zap.Logger) ([]pipeline.Source, error) {
 		src, err := datagen.New(*cfg.Source.Datagen)
 		if err != nil {
 			return nil, fmt.Errorf("source.datagen: %w", err)
+		}
+		return []pipeline.Source{src}, nil
+	case cfg.Source.MySQL != nil:
+		src, err := mysql.New(*cfg.Source.MySQL)
+		if err != nil {
+			return nil, fmt.Errorf("source.mysql: %w", err)
 		}
 		return []pipeline.Source{src}, nil
 	}

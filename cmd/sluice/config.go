@@ -12,8 +12,8 @@ import (
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
 
-	"github.com/sluice-cdc/sluice/checkpoint"
 	"github.com/sluice-cdc/sluice/cdc/mysql"
+	"github.com/sluice-cdc/sluice/checkpoint"
 	"github.com/sluice-cdc/sluice/datagen"
 	"github.com/sluice-cdc/sluice/lake"
 )

@@ -8,8 +8,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/sluice-cdc/sluice/checkpoint"
 	"github.com/sluice-cdc/sluice/cdc/mysql"
+	"github.com/sluice-cdc/sluice/checkpoint"
 	"github.com/sluice-cdc/sluice/datagen"
 	"github.com/sluice-cdc/sluice/lake"
 	"github.com/sluice-cdc/sluice/pipeline"

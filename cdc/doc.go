@@ -10,6 +10,7 @@
 // upstream only what a committed checkpoint covers. Sources never import
 // each other or the lake.
 //
-// No source is implemented here yet: they arrive with their own issues,
-// wired in cmd/sluice's explicit source switch.
+// cdc/mysql streams the binlog today (no initial snapshot yet); cdc/kafka
+// arrives with its own issue. Each is wired in cmd/sluice's explicit
+// source switch.
 package cdc

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -82,24 +83,25 @@ func BenchmarkEndToEndVsRawAppend(b *testing.B) {
 	var rss []int64
 	for i := 0; i < 3; i++ {
 		dir := b.TempDir()
-		// The baseline's input lives only during the baseline, so that the
-		// end-to-end run below competes with no garbage of ours.
-		var schema *pipeline.Schema
-		recs := make([]pipeline.Record, 0, benchRows)
-		if err := gen.Replay(benchRows, func(s *pipeline.Schema, r pipeline.Record) {
-			schema = s
-			recs = append(recs, r)
-		}); err != nil {
+		schemas, err := gen.Schemas()
+		if err != nil {
 			b.Fatal(err)
 		}
 		cfg := &lake.Config{Catalog: lake.CatalogConfig{Type: "sql", URI: "sqlite://" + dir + "/raw.db"}, Warehouse: "file://" + dir + "/raw", Namespace: "bench"}
 		cfg.Defaults()
-		took, err := lake.RawAppend(ctx, cfg, fmt.Sprint("raw", i), schema, recs)
+		took, err := lake.RawAppend(ctx, cfg, fmt.Sprint("raw", i), schemas[0], func(yield func(pipeline.Record) error) error {
+			var yerr error
+			err := gen.Replay(benchRows, func(_ *pipeline.Schema, r pipeline.Record) {
+				if yerr == nil {
+					yerr = yield(r)
+				}
+			})
+			return errors.Join(err, yerr)
+		})
 		if err != nil {
 			b.Fatal(err)
 		}
 		raw = append(raw, benchRows/took.Seconds())
-		recs = nil
 		runtime.GC()
 		debug.FreeOSMemory()
 

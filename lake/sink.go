@@ -46,9 +46,11 @@ type Sink struct {
 	routes map[*pipeline.Schema][]*target
 	// by "ns.table": every table written since Open
 	targets map[string]*target
-	// inflight is the one segment being written in the background while
-	// the task loop keeps buffering; Prepare and Close join it.
-	inflight *flushJob
+	// inflight are the segments being written in the background, oldest
+	// first: one while the task loop keeps buffering, two at Prepare, when
+	// the last segment is written beside the one still in flight (both are
+	// in memory already). Prepare and Close join them.
+	inflight []*flushJob
 }
 
 // flushJob writes one drained segment. done is closed when seg and err are set.
@@ -310,7 +312,7 @@ func (s *Sink) Prepare(ctx context.Context, id uint64) ([]byte, error) {
 	var out prepared
 	keys := slices.Sorted(maps.Keys(s.targets))
 	for _, key := range keys {
-		if err := s.flush(ctx, s.targets[key]); err != nil {
+		if err := s.flushUpTo(ctx, s.targets[key], 2); err != nil {
 			return nil, fmt.Errorf("table %s: %w", key, err)
 		}
 	}
@@ -346,18 +348,25 @@ func (s *Sink) Prepare(ctx context.Context, id uint64) ([]byte, error) {
 // with buffering the next rows. At most one segment is in flight: memory
 // stays at about two buffers, and segments stay in order.
 func (s *Sink) flush(ctx context.Context, t *target) error {
+	return s.flushUpTo(ctx, t, 1)
+}
+
+// flushUpTo is flush with at most maxInflight segments written at once.
+func (s *Sink) flushUpTo(ctx context.Context, t *target, maxInflight int) error {
 	if t.buf.empty() {
 		return nil
 	}
-	if err := s.join(); err != nil {
-		return err
+	for len(s.inflight) >= maxInflight {
+		if err := s.joinOldest(); err != nil {
+			return err
+		}
 	}
 	d, err := t.buf.drain(ctx)
 	if err != nil {
 		return err
 	}
 	job := &flushJob{t: t, done: make(chan struct{})}
-	s.inflight = job
+	s.inflight = append(s.inflight, job)
 	go func() {
 		defer close(job.done)
 		job.seg, job.err = s.writeSegment(ctx, t, d)
@@ -365,14 +374,23 @@ func (s *Sink) flush(ctx context.Context, t *target) error {
 	return nil
 }
 
-// join waits for the segment in flight and files it under its table.
+// join waits for every segment in flight and files each under its table,
+// in the order they were started, which keeps each table's segments in
+// order.
 func (s *Sink) join() error {
-	job := s.inflight
-	if job == nil {
-		return nil
+	var errs []error
+	for len(s.inflight) > 0 {
+		if err := s.joinOldest(); err != nil {
+			errs = append(errs, err)
+		}
 	}
+	return errors.Join(errs...)
+}
+
+func (s *Sink) joinOldest() error {
+	job := s.inflight[0]
+	s.inflight = s.inflight[1:]
 	<-job.done
-	s.inflight = nil
 	if job.err != nil {
 		return fmt.Errorf("table %s: %w", job.t, job.err)
 	}

@@ -131,40 +131,21 @@ func (l *loader) check(n ast.Node, t reflect.Type, path string, depth int) error
 		if !ok {
 			return l.errAt(n, "%s: expected %s, got %s", displayPath(path), describe(t), gotNode(n))
 		}
-		for _, mv := range m.Values {
-			if _, merge := mv.Key.(*ast.MergeKeyNode); merge {
-				if err := l.check(mv.Value, t, path, depth+1); err != nil {
-					return err
-				}
-				continue
-			}
-			key := keyString(mv.Key)
+		return l.eachEntry(m, t, path, depth, func(mv *ast.MappingValueNode, key string) error {
 			f, ok := fieldByKey(t, key)
 			if !ok {
 				return l.errAt(mv.Key, "%s", unknownField(t, path, key))
 			}
-			if err := l.check(mv.Value, f.Type, joinPath(path, key), depth+1); err != nil {
-				return err
-			}
-		}
-		return nil
+			return l.check(mv.Value, f.Type, joinPath(path, key), depth+1)
+		})
 	case reflect.Map:
 		m, ok := n.(*ast.MappingNode)
 		if !ok {
 			return l.errAt(n, "%s: expected %s, got %s", displayPath(path), describe(t), gotNode(n))
 		}
-		for _, mv := range m.Values {
-			if _, merge := mv.Key.(*ast.MergeKeyNode); merge {
-				if err := l.check(mv.Value, t, path, depth+1); err != nil {
-					return err
-				}
-				continue
-			}
-			if err := l.check(mv.Value, t.Elem(), joinPath(path, keyString(mv.Key)), depth+1); err != nil {
-				return err
-			}
-		}
-		return nil
+		return l.eachEntry(m, t, path, depth, func(mv *ast.MappingValueNode, key string) error {
+			return l.check(mv.Value, t.Elem(), joinPath(path, key), depth+1)
+		})
 	case reflect.Slice, reflect.Array:
 		if t.Elem().Kind() == reflect.Uint8 {
 			return l.checkScalar(n, path, t)
@@ -518,4 +499,22 @@ func (l *loader) lookupNearest(path string) ast.Node {
 		path = path[:i]
 	}
 	return l.body
+}
+
+// eachEntry calls fn for every key of a mapping checked against t. A merge
+// key (<<: *anchor) brings in another mapping of the same shape, which is
+// checked against t as a whole instead.
+func (l *loader) eachEntry(m *ast.MappingNode, t reflect.Type, path string, depth int, fn func(mv *ast.MappingValueNode, key string) error) error {
+	for _, mv := range m.Values {
+		if _, merge := mv.Key.(*ast.MergeKeyNode); merge {
+			if err := l.check(mv.Value, t, path, depth+1); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := fn(mv, keyString(mv.Key)); err != nil {
+			return err
+		}
+	}
+	return nil
 }

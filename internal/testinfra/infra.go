@@ -3,6 +3,7 @@ package testinfra
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"net"
@@ -405,4 +406,18 @@ func startWithRetry(start func(port int) (*proc, error), probe func(port int) fu
 		}
 	}
 	return nil, 0, err
+}
+
+// openPinged opens a database handle and proves the server answers; it is
+// the readiness probe of the SQL servers. On error no handle is left open.
+func openPinged(ctx context.Context, driver, dsn string) (*sql.DB, error) {
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
 }

@@ -137,16 +137,9 @@ func startMariaDB(mariadbd, installDB string) (*mariaServer, error) {
 		return func(ctx context.Context) error {
 			c := mysql.NewConfig()
 			c.User, c.Net, c.Addr = "root", "unix", sock
-			db, err := sql.Open("mysql", c.FormatDSN())
-			if err != nil {
-				return err
-			}
-			if err := db.PingContext(ctx); err != nil {
-				db.Close()
-				return err
-			}
+			db, err := openPinged(ctx, "mysql", c.FormatDSN())
 			admin = db
-			return nil
+			return err
 		}
 	})
 	if err != nil {

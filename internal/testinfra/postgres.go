@@ -157,16 +157,9 @@ func startPostgres(bin string) (*pgServer, error) {
 			"-c", "full_page_writes=off", "-c", "shared_buffers=32MB", "-c", "max_connections=200")
 	}, func(port int) func(ctx context.Context) error {
 		return func(ctx context.Context) error {
-			db, err := sql.Open("postgres", fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable&connect_timeout=2", port))
-			if err != nil {
-				return err
-			}
-			if err := db.PingContext(ctx); err != nil {
-				db.Close()
-				return err
-			}
+			db, err := openPinged(ctx, "postgres", fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable&connect_timeout=2", port))
 			admin = db
-			return nil
+			return err
 		}
 	})
 	if err != nil {

@@ -31,7 +31,7 @@
 //     per key which change last wrote it and regenerates that image. That
 //     costs 8 bytes per key, so above 50,000,000 keys only the existence
 //     bitmap is kept and Before images carry the key columns alone.
-//   - Record.Position is "seq=<i>"; Record.EventTime is
+//   - Record.Position is "seq=<i>" and Record.Seq is i+1; Record.EventTime is
 //     2026-01-01T00:00:00Z plus i milliseconds.
 //
 // Config.Replay regenerates the first n changes through the same code the

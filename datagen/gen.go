@@ -276,6 +276,7 @@ func (g *gen) batch(maxN int, limit uint64) *pipeline.Batch {
 			r.After = g.image(len(ts.cols))
 			bytes += g.fill(ts, r.After, i, p.k, false)
 		}
+		r.Seq = i + 1 // Seq 0 means unknown; change i is the (i+1)-th
 		g.pbuf = append(g.pbuf, "seq="...)
 		g.pbuf = strconv.AppendUint(g.pbuf, i, 10)
 		g.pend = append(g.pend, len(g.pbuf))

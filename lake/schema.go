@@ -392,30 +392,11 @@ func FormatValue(v any) string {
 	case nil:
 		return "NULL"
 	case pipeline.Decimal:
-		return formatDecimal(x)
+		return x.String()
 	case time.Time:
 		return x.Format(time.RFC3339Nano)
 	case []byte:
 		return fmt.Sprintf("0x%x", x)
 	}
 	return fmt.Sprint(v)
-}
-
-func formatDecimal(d pipeline.Decimal) string {
-	neg := d.Unscaled < 0
-	u := d.Unscaled
-	if neg {
-		u = -u
-	}
-	s := strconv.FormatInt(u, 10)
-	if d.Scale > 0 {
-		for len(s) <= int(d.Scale) {
-			s = "0" + s
-		}
-		s = s[:len(s)-int(d.Scale)] + "." + s[len(s)-int(d.Scale):]
-	}
-	if neg {
-		s = "-" + s
-	}
-	return s
 }

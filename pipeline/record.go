@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -141,6 +142,13 @@ type Record struct {
 	// changelog tables and error messages; resuming uses Source.Snapshot.
 	Position  string
 	EventTime time.Time
+	// Seq orders the changes of one row: of two changes to the same key,
+	// the one with the larger Seq happened later at the source. Zero means
+	// the source cannot tell (dedupe then falls back to a configured
+	// version column, or to arrival order). Sources set it from a log
+	// sequence: a MariaDB GTID sequence number, a Kafka offset within a
+	// partition keyed by the row key, a datagen change number.
+	Seq uint64
 }
 
 // Row returns the image that identifies the record's row: After, or Before
@@ -160,4 +168,27 @@ type Batch struct {
 	// Bytes is the producer's estimate of the batch's in-memory size, used
 	// for byte-threshold checkpoints. Zero means unknown.
 	Bytes int
+}
+
+// String renders the decimal exactly, e.g. "-12.30" for {-1230, 2}.
+func (d Decimal) String() string {
+	neg := d.Unscaled < 0
+	digits := strconv.FormatInt(d.Unscaled, 10)
+	if neg {
+		digits = digits[1:]
+	}
+	if d.Scale < 0 {
+		digits += strings.Repeat("0", int(-d.Scale))
+	}
+	if d.Scale > 0 {
+		sc := int(d.Scale)
+		if len(digits) <= sc {
+			digits = strings.Repeat("0", sc-len(digits)+1) + digits
+		}
+		digits = digits[:len(digits)-sc] + "." + digits[len(digits)-sc:]
+	}
+	if neg {
+		return "-" + digits
+	}
+	return digits
 }

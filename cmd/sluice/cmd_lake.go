@@ -304,7 +304,7 @@ func formatValue(v any) string {
 	case time.Duration:
 		return x.String()
 	case pipeline.Decimal:
-		return formatDecimal(x)
+		return x.String()
 	case float32:
 		return strconv.FormatFloat(float64(x), 'g', -1, 32)
 	case float64:
@@ -313,26 +313,4 @@ func formatValue(v any) string {
 		s = fmt.Sprint(x)
 	}
 	return strings.NewReplacer("\t", `\t`, "\n", `\n`, "\r", `\r`).Replace(s)
-}
-
-func formatDecimal(d pipeline.Decimal) string {
-	neg := d.Unscaled < 0
-	digits := strconv.FormatInt(d.Unscaled, 10)
-	if neg {
-		digits = digits[1:]
-	}
-	if d.Scale < 0 {
-		digits += strings.Repeat("0", int(-d.Scale))
-	}
-	if d.Scale > 0 {
-		sc := int(d.Scale)
-		if len(digits) <= sc {
-			digits = strings.Repeat("0", sc-len(digits)+1) + digits
-		}
-		digits = digits[:len(digits)-sc] + "." + digits[len(digits)-sc:]
-	}
-	if neg {
-		return "-" + digits
-	}
-	return digits
 }

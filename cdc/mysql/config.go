@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-sql-driver/mysql"
@@ -31,7 +32,37 @@ type Config struct {
 	// "0-1-42" or a MySQL GTID set); default: the server's current GTID
 	// position when the source first opens. A restored checkpoint wins.
 	StartGTID string `yaml:"start_gtid"`
+	// Snapshot says whether the tables' existing rows are read before
+	// streaming: "initial" (read them, chunk by chunk, interleaved with the
+	// binlog, then stream), "never" (stream only) or "initial_only" (read
+	// them and stop: backfill). Default "initial", or "never" when
+	// StartGTID is set (a given position means the rows before it are
+	// already in the lake).
+	Snapshot string `yaml:"snapshot"`
+	// ChunkSize is the number of rows one snapshot chunk reads, by primary
+	// key order; default 10000.
+	ChunkSize int `yaml:"chunk_size"`
+	// SnapshotParallel is how many chunks are read at once; default 2.
+	SnapshotParallel int `yaml:"snapshot_parallel"`
+	// Keys names the columns that stand in for the primary key of tables
+	// that have none, by "db.table". They should be unique and not null:
+	// the lake's upsert tables keep one row per key.
+	Keys map[string][]string `yaml:"keys"`
+	// Heartbeat is the period at which an idle server sends heartbeats, so
+	// that an idle stream still reports its position and a dead connection
+	// is noticed (after 3 missed heartbeats); default 2s.
+	Heartbeat time.Duration `yaml:"heartbeat"`
+	// ReconnectTimeout is how long a lost binlog stream is retried, with
+	// backoff from 250ms to 30s, before the run fails; default 5m.
+	ReconnectTimeout time.Duration `yaml:"reconnect_timeout"`
 }
+
+// Snapshot modes.
+const (
+	SnapshotInitial     = "initial"
+	SnapshotNever       = "never"
+	SnapshotInitialOnly = "initial_only"
+)
 
 // Defaults fills unset fields.
 func (c *Config) Defaults() {
@@ -39,6 +70,25 @@ func (c *Config) Defaults() {
 		c.ServerID = DefaultServerID
 	}
 	c.Flavor = strings.ToLower(strings.TrimSpace(c.Flavor))
+	c.Snapshot = strings.ToLower(strings.TrimSpace(c.Snapshot))
+	if c.Snapshot == "" {
+		c.Snapshot = SnapshotInitial
+		if c.StartGTID != "" {
+			c.Snapshot = SnapshotNever
+		}
+	}
+	if c.ChunkSize == 0 {
+		c.ChunkSize = 10000
+	}
+	if c.SnapshotParallel == 0 {
+		c.SnapshotParallel = 2
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = 2 * time.Second
+	}
+	if c.ReconnectTimeout == 0 {
+		c.ReconnectTimeout = 5 * time.Minute
+	}
 }
 
 const prefix = "source.mysql"
@@ -75,6 +125,34 @@ func (c *Config) Validate() error {
 		}
 		if _, err := regexp.Compile(anchor(t)); err != nil {
 			return fmt.Errorf("%s.tables[%d]: %v", prefix, i, err)
+		}
+	}
+	switch c.Snapshot {
+	case SnapshotInitial, SnapshotNever, SnapshotInitialOnly:
+	default:
+		return fmt.Errorf("%s.snapshot: %q is not one of \"initial\", \"never\", \"initial_only\"", prefix, c.Snapshot)
+	}
+	if c.StartGTID != "" && c.Snapshot != SnapshotNever {
+		return fmt.Errorf("%s.start_gtid: a start position skips the snapshot; set snapshot: never (it is %q)", prefix, c.Snapshot)
+	}
+	if c.ChunkSize < 1 {
+		return fmt.Errorf("%s.chunk_size: must be positive, got %d", prefix, c.ChunkSize)
+	}
+	if c.SnapshotParallel < 1 || c.SnapshotParallel > 16 {
+		return fmt.Errorf("%s.snapshot_parallel: must be 1 to 16, got %d", prefix, c.SnapshotParallel)
+	}
+	if c.Heartbeat < 100*time.Millisecond {
+		return fmt.Errorf("%s.heartbeat: must be at least 100ms, got %s", prefix, c.Heartbeat)
+	}
+	if c.ReconnectTimeout < 0 {
+		return fmt.Errorf("%s.reconnect_timeout: must not be negative, got %s", prefix, c.ReconnectTimeout)
+	}
+	for name, cols := range c.Keys {
+		if !strings.Contains(name, ".") {
+			return fmt.Errorf("%s.keys.%s: name the table as \"db.table\"", prefix, name)
+		}
+		if len(cols) == 0 {
+			return fmt.Errorf("%s.keys.%s: at least one column", prefix, name)
 		}
 	}
 	if c.StartGTID != "" && c.Flavor != "" {

@@ -218,7 +218,7 @@ func TestStream(t *testing.T) {
 		`CREATE TABLE second (a INT NOT NULL, b VARCHAR(10) NOT NULL, v INT, PRIMARY KEY (b, a)) DEFAULT CHARSET=utf8mb4`,
 		`CREATE TABLE other (id INT PRIMARY KEY, v INT)`)
 
-	cfg := Config{DSN: my.CDCDSN(), Tables: []string{regexp.QuoteMeta(my.Database) + `\.(types|second|late)`}}
+	cfg := Config{DSN: my.CDCDSN(), Tables: []string{regexp.QuoteMeta(my.Database) + `\.(types|second|late)`}, Snapshot: SnapshotNever}
 	s := newSource(t, cfg, nil)
 	defer s.Close()
 	if s.flavor != "mariadb" {
@@ -546,6 +546,12 @@ func TestConfig(t *testing.T) {
 		{func(c *Config) { c.Tables = []string{"a", "(b"} }, "source.mysql.tables[1]: error parsing regexp"},
 		{func(c *Config) { c.Tables = []string{" "} }, "source.mysql.tables[0]: empty"},
 		{func(c *Config) { c.Flavor = "mariadb"; c.StartGTID = "1-2" }, "source.mysql.start_gtid"},
+		{func(c *Config) { c.Snapshot = "sometimes" }, "source.mysql.snapshot: \"sometimes\" is not one of"},
+		{func(c *Config) { c.Snapshot = "initial"; c.StartGTID = "0-1-2" }, "source.mysql.start_gtid: a start position skips the snapshot"},
+		{func(c *Config) { c.ChunkSize = -1 }, "source.mysql.chunk_size: must be positive"},
+		{func(c *Config) { c.SnapshotParallel = 17 }, "source.mysql.snapshot_parallel: must be 1 to 16"},
+		{func(c *Config) { c.Heartbeat = time.Millisecond }, "source.mysql.heartbeat: must be at least 100ms"},
+		{func(c *Config) { c.Keys = map[string][]string{"orders": {"id"}} }, "source.mysql.keys.orders: name the table"},
 	} {
 		c := ok
 		c.Tables = append([]string(nil), ok.Tables...)

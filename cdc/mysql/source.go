@@ -9,19 +9,25 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
 	"github.com/go-sql-driver/mysql"
+	"go.uber.org/zap"
 
 	"github.com/sluice-cdc/sluice/checkpoint"
 	"github.com/sluice-cdc/sluice/pipeline"
 )
 
 const (
+	// reconnectMin and reconnectMax bound the wait between reconnects.
+	reconnectMin = 250 * time.Millisecond
+	reconnectMax = 30 * time.Second
 	// readWait bounds how long one Read waits for binlog events, so that
 	// barriers reach an idle stream quickly.
 	readWait = 500 * time.Millisecond
@@ -58,10 +64,40 @@ type Source struct {
 	// resumeSkip records were delivered before.
 	resumeTxn  string
 	resumeSkip int
+
+	// pos is the binlog position after the last event handled; zero until
+	// the stream has said where it is.
+	pos binlogPos
+	// stopAt is where a bounded run (AvailableNow) ends: the server's
+	// binlog end when the source opened. Nil: stream forever.
+	stopAt *binlogPos
+	// snap reads the initial snapshot; nil when no chunk is left to plan.
+	snap *snapshotter
+	// snapTodo are the tables whose snapshot rows are not all delivered,
+	// the first in progress; snapAfter is the key of its last row
+	// delivered.
+	snapTodo  []*table
+	snapAfter []any
+	// Snapshot rows delivered, and the tables' estimated row count, for
+	// Progress, which another goroutine calls.
+	snapRows  atomic.Int64
+	snapTotal atomic.Int64
+	// Reconnect bookkeeping: when and why the stream was lost, and the
+	// next wait.
+	lostAt  time.Time
+	lostErr error
+	backoff time.Duration
+	log     *zap.Logger
+	// The binlog connection's address and credentials, for reconnects.
+	host string
+	port uint16
+	user string
+	pass string
 }
 
 // txn is one transaction's captured rows.
 type txn struct {
+	chunk    *chunk // a snapshot chunk's rows rather than a transaction
 	gtid     string
 	explicit bool // ends with XID or COMMIT, not with its first statement
 	recs     []tableRec
@@ -88,8 +124,12 @@ func New(cfg Config) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Source{cfg: cfg, match: m}, nil
+	return &Source{cfg: cfg, match: m, log: zap.NewNop()}, nil
 }
+
+// SetLogger sets where the source reports reconnects and snapshot
+// progress; the default discards them.
+func (s *Source) SetLogger(l *zap.Logger) { s.log = l }
 
 // Name implements pipeline.Source.
 func (s *Source) Name() string { return "mysql" }
@@ -104,6 +144,9 @@ type state struct {
 	// its first Skip captured records delivered already.
 	Txn  string `json:"txn,omitempty"`
 	Skip int    `json:"skip,omitempty"`
+	// Snapshot is the initial snapshot's progress, absent once it is done
+	// (or when there is none).
+	Snapshot *snapState `json:"snapshot,omitempty"`
 }
 
 // Open implements pipeline.Source: it checks the server, loads the schemas
@@ -117,9 +160,6 @@ func (s *Source) Open(ctx context.Context, opts pipeline.OpenOptions) (err error
 			s.Close()
 		}
 	}()
-	if opts.AvailableNow {
-		return errors.New("mysql: run --once (AvailableNow) is not supported by the binlog source yet")
-	}
 	dc, err := mysql.ParseDSN(s.cfg.DSN)
 	if err != nil {
 		return fmt.Errorf("%s.dsn: %v", prefix, err)
@@ -152,8 +192,9 @@ func (s *Source) Open(ctx context.Context, opts pipeline.OpenOptions) (err error
 	}
 
 	var st state
+	fresh := opts.State == nil
 	switch {
-	case opts.State != nil:
+	case !fresh:
 		if err := json.Unmarshal(opts.State, &st); err != nil {
 			return fmt.Errorf("mysql: restore state %q: %w", opts.State, err)
 		}
@@ -181,23 +222,142 @@ func (s *Source) Open(ctx context.Context, opts pipeline.OpenOptions) (err error
 	s.resumeTxn, s.resumeSkip = st.Txn, st.Skip
 	s.cur, s.ready, s.headSent, s.readyN = nil, nil, 0, 0
 
+	if err := s.openSnapshot(ctx, fresh, st.Snapshot); err != nil {
+		return err
+	}
+	if s.cfg.Snapshot == SnapshotInitialOnly {
+		// A backfill reads the tables and nothing of the binlog.
+		return nil
+	}
+	if opts.AvailableNow {
+		end, err := binlogEnd(ctx, db)
+		if err != nil {
+			return err
+		}
+		s.stopAt = &end
+	}
+	s.host, s.port, s.user, s.pass = host, port, dc.User, dc.Passwd
+	return s.startStream()
+}
+
+// startStream (re)starts the binlog stream after the last transaction
+// received whole.
+func (s *Source) startStream() error {
 	s.syncer = replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
-		ServerID:         s.cfg.ServerID,
-		Flavor:           s.flavor,
-		Host:             host,
-		Port:             port,
-		User:             dc.User,
-		Password:         dc.Passwd,
-		UseDecimal:       true,
-		ParseTime:        true,
-		DisableRetrySync: true, // a broken stream fails the run; it restarts from the last checkpoint
-		Logger:           slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		ServerID:        s.cfg.ServerID,
+		Flavor:          s.flavor,
+		Host:            s.host,
+		Port:            s.port,
+		User:            s.user,
+		Password:        s.pass,
+		UseDecimal:      true,
+		ParseTime:       true,
+		HeartbeatPeriod: s.cfg.Heartbeat,
+		// Three missed heartbeats: the connection is dead.
+		ReadTimeout: 3 * s.cfg.Heartbeat,
+		// Reconnects are the source's own (Read), with backoff and from
+		// the last transaction received whole.
+		DisableRetrySync: true,
+		Logger:           slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 4})),
 	})
-	streamer, err := s.syncer.StartSyncGTID(set.Clone())
+	s.cur = nil
+	s.pos = binlogPos{}
+	streamer, err := s.syncer.StartSyncGTID(s.set.Clone())
 	if err != nil {
-		return fmt.Errorf("mysql: start binlog stream at %q: %w", st.GTID, err)
+		s.syncer.Close()
+		s.syncer = nil
+		return fmt.Errorf("mysql: start binlog stream at %q: %w", s.set.String(), err)
 	}
 	s.streamer = streamer
+	return nil
+}
+
+// binlogEnd is the server's current binlog file and position.
+func binlogEnd(ctx context.Context, db *sql.DB) (binlogPos, error) {
+	rows, err := db.QueryContext(ctx, "SHOW MASTER STATUS")
+	if err != nil {
+		return binlogPos{}, fmt.Errorf("mysql: read the binlog end (SHOW MASTER STATUS): %w", err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return binlogPos{}, fmt.Errorf("mysql: SHOW MASTER STATUS: %w", err)
+	}
+	if !rows.Next() {
+		return binlogPos{}, errors.New("mysql: SHOW MASTER STATUS returned nothing: is log_bin on, and has the user BINLOG MONITOR (REPLICATION CLIENT)?")
+	}
+	vals := make([]sql.RawBytes, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	if err := rows.Scan(ptrs...); err != nil || len(vals) < 2 {
+		return binlogPos{}, fmt.Errorf("mysql: SHOW MASTER STATUS: %v", err)
+	}
+	p, err := strconv.ParseUint(string(vals[1]), 10, 64)
+	if err != nil {
+		return binlogPos{}, fmt.Errorf("mysql: SHOW MASTER STATUS position %q: %w", vals[1], err)
+	}
+	return binlogPos{file: string(vals[0]), pos: p}, nil
+}
+
+// openSnapshot sets up the initial snapshot: on a fresh start in mode
+// initial or initial_only every captured table, on a restore the tables
+// its state lists.
+func (s *Source) openSnapshot(ctx context.Context, fresh bool, st *snapState) error {
+	var todo []*table
+	switch {
+	case s.cfg.Snapshot == SnapshotNever:
+		return nil
+	case fresh:
+		for _, t := range s.tables {
+			todo = append(todo, t)
+		}
+		slices.SortFunc(todo, func(a, b *table) int {
+			return strings.Compare(a.schema.Table.String(), b.schema.Table.String())
+		})
+	case st != nil:
+		for _, name := range st.Tables {
+			db, tn, _ := strings.Cut(name, ".")
+			t := s.tables[db+"\x00"+tn]
+			if t == nil {
+				return fmt.Errorf("mysql: the checkpoint's snapshot still has to read %s, which no longer exists or no longer matches %s.tables", name, prefix)
+			}
+			todo = append(todo, t)
+		}
+		after, err := decodeKey(st.After)
+		if err != nil {
+			return err
+		}
+		if len(after) != 0 && len(todo) > 0 && len(after) != len(todo[0].schema.Key) {
+			return fmt.Errorf("mysql: the checkpoint's snapshot key for %s has %d columns, the table's key %d", todo[0].schema.Table, len(after), len(todo[0].schema.Key))
+		}
+		s.snapAfter = after
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	if s.flavor == gomysql.MySQLFlavor {
+		return fmt.Errorf("%s.snapshot: %q needs the binlog position of a consistent snapshot, which only MariaDB reports (binlog_snapshot_file); on MySQL set snapshot: never for now", prefix, s.cfg.Snapshot)
+	}
+	sdb, err := openSnapshotDB(s.cfg.DSN, s.cfg.SnapshotParallel)
+	if err != nil {
+		return err
+	}
+	// The estimate InnoDB keeps (TABLE_ROWS) is enough for a progress bar.
+	var total int64
+	for _, t := range todo {
+		var n sql.NullInt64
+		_ = s.db.QueryRowContext(ctx, "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+			t.schema.Table.Namespace, t.schema.Table.Name).Scan(&n)
+		total += n.Int64
+	}
+	s.snapTotal.Store(total)
+	s.snapTodo = todo
+	s.snap = &snapshotter{
+		db: sdb, chunk: s.cfg.ChunkSize, parallel: s.cfg.SnapshotParallel,
+		plan: append([]*table(nil), todo...), planLo: s.snapAfter,
+	}
 	return nil
 }
 
@@ -300,7 +460,7 @@ func (s *Source) loadTables(ctx context.Context) error {
 	}
 	s.tables = make(map[string]*table, len(names))
 	for _, n := range names {
-		t, err := loadTable(ctx, s.db, n[0], n[1])
+		t, err := loadTable(ctx, s.db, n[0], n[1], s.cfg.Keys[n[0]+"."+n[1]])
 		if err != nil {
 			return err
 		}
@@ -319,7 +479,7 @@ func (s *Source) tableFor(ctx context.Context, db, name string) (*table, error) 
 	var t *table
 	if s.match.match(db, name) {
 		var err error
-		if t, err = loadTable(ctx, s.db, db, name); err != nil {
+		if t, err = loadTable(ctx, s.db, db, name, s.cfg.Keys[db+"."+name]); err != nil {
 			return nil, err
 		}
 	}
@@ -329,7 +489,7 @@ func (s *Source) tableFor(ctx context.Context, db, name string) (*table, error) 
 
 // Read implements pipeline.Source.
 func (s *Source) Read(ctx context.Context) (*pipeline.Batch, error) {
-	if s.streamer == nil {
+	if s.db == nil {
 		return nil, errors.New("mysql: Read before Open")
 	}
 	start := time.Now()
@@ -339,6 +499,35 @@ func (s *Source) Read(ctx context.Context) (*pipeline.Batch, error) {
 			if l := time.Now().Add(linger); l.Before(deadline) {
 				deadline = l
 			}
+		}
+		if err := s.planChunks(ctx); err != nil {
+			return nil, err
+		}
+		emitted, err := s.emitChunks(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if emitted {
+			continue
+		}
+		if s.streamer == nil {
+			if s.cfg.Snapshot == SnapshotInitialOnly {
+				if s.snap == nil || len(s.snap.inflight) == 0 {
+					break // the backfill is read
+				}
+				continue
+			}
+			// A reconnect is due.
+			if err := s.reconnect(ctx); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if s.stopAt != nil && s.snap == nil && s.cur == nil && !s.pos.less(*s.stopAt) && s.pos.file != "" {
+			break // a bounded run reached the binlog end it opened at
+		}
+		if !time.Now().Before(deadline) {
+			break
 		}
 		ectx, cancel := context.WithDeadline(ctx, deadline)
 		ev, err := s.streamer.GetEvent(ectx)
@@ -350,28 +539,176 @@ func (s *Source) Read(ctx context.Context) (*pipeline.Batch, error) {
 			if errors.Is(err, context.DeadlineExceeded) {
 				break
 			}
-			return nil, fmt.Errorf("mysql: binlog stream: %w", err)
+			if err := s.streamFailed(err); err != nil {
+				return nil, err
+			}
+			continue
 		}
+		s.lostErr, s.backoff = nil, 0
 		if err := s.handle(ctx, ev); err != nil {
 			return nil, err
 		}
+		s.advance(ev)
 	}
-	return s.nextBatch(), nil
+	b := s.nextBatch()
+	if b == nil && s.finished() {
+		return nil, pipeline.ErrEndOfInput
+	}
+	return b, nil
+}
+
+// finished reports that a bounded run has delivered everything.
+func (s *Source) finished() bool {
+	if len(s.ready) > 0 || s.readyN > 0 || (s.snap != nil) || len(s.snapTodo) > 0 {
+		return false
+	}
+	if s.cfg.Snapshot == SnapshotInitialOnly {
+		return true
+	}
+	return s.stopAt != nil && s.cur == nil && s.pos.file != "" && !s.pos.less(*s.stopAt)
+}
+
+// advance moves the binlog position past ev.
+func (s *Source) advance(ev *replication.BinlogEvent) {
+	switch e := ev.Event.(type) {
+	case *replication.RotateEvent:
+		s.pos = binlogPos{file: string(e.NextLogName), pos: e.Position}
+		return
+	case *replication.HeartbeatEvent:
+		if e.Filename != "" {
+			s.pos.file = e.Filename
+		}
+		if e.Offset != 0 {
+			s.pos.pos = e.Offset
+			return
+		}
+	}
+	if ev.Header.LogPos > 0 && s.pos.file != "" {
+		s.pos.pos = uint64(ev.Header.LogPos)
+	}
+}
+
+// planChunks keeps SnapshotParallel chunks being read. Memory stays
+// bounded: Read stops reading once a batch's worth is ready, so ready
+// holds at most a batch and a chunk, plus the chunks in flight.
+func (s *Source) planChunks(ctx context.Context) error {
+	sn := s.snap
+	if sn == nil {
+		return nil
+	}
+	for len(sn.inflight) < sn.parallel {
+		more, err := sn.planNext(ctx)
+		if err != nil {
+			return err
+		}
+		if !more {
+			break
+		}
+	}
+	return nil
+}
+
+// emitChunks queues the rows of every chunk whose binlog point the
+// stream has reached, waiting for a chunk still being read. A backfill
+// reads no binlog: its chunks are queued as they arrive.
+func (s *Source) emitChunks(ctx context.Context) (bool, error) {
+	sn := s.snap
+	if sn == nil {
+		return false, nil
+	}
+	emitted := false
+	for len(sn.inflight) > 0 && s.readyN < maxBatch {
+		c := sn.inflight[0]
+		if s.cfg.Snapshot != SnapshotInitialOnly && (s.pos.file == "" || s.pos.less(c.at)) {
+			break
+		}
+		if err := c.wait(ctx); err != nil {
+			return false, err
+		}
+		sn.inflight[0] = nil
+		sn.inflight = sn.inflight[1:]
+		recs := chunkRecs(c)
+		s.ready = append(s.ready, &txn{chunk: c, recs: recs, after: s.set.String()})
+		s.readyN += len(recs)
+		emitted = true
+	}
+	if len(sn.plan) == 0 && len(sn.inflight) == 0 {
+		if err := sn.close(); err != nil {
+			return emitted, fmt.Errorf("mysql: snapshot: %w", err)
+		}
+		s.snap = nil
+	}
+	return emitted, nil
+}
+
+func chunkRecs(c *chunk) []tableRec {
+	out := make([]tableRec, len(c.recs))
+	for i := range c.recs {
+		out[i] = tableRec{t: c.t, rec: c.recs[i]}
+	}
+	c.recs = nil
+	return out
+}
+
+// reconnect waits out the backoff and starts the stream again after the
+// last transaction received whole.
+func (s *Source) reconnect(ctx context.Context) error {
+	wait := s.backoff
+	if wait < reconnectMin {
+		wait = reconnectMin
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	s.backoff = min(2*wait, reconnectMax)
+	if err := s.startStream(); err != nil {
+		if time.Since(s.lostAt) > s.cfg.ReconnectTimeout {
+			return fmt.Errorf("mysql: binlog stream lost %s ago and not back: %w (last error: %v)",
+				time.Since(s.lostAt).Round(time.Second), err, s.lostErr)
+		}
+		s.log.Warn("binlog reconnect failed; retrying", zap.Error(err), zap.Duration("next_wait", s.backoff))
+		return nil
+	}
+	return nil
+}
+
+// streamFailed decides what a failed GetEvent means: a purged position is
+// fatal with its remedy; anything else drops the connection and schedules
+// a reconnect.
+func (s *Source) streamFailed(err error) error {
+	var me *gomysql.MyError
+	if errors.As(err, &me) && me.Code == gomysql.ER_MASTER_FATAL_ERROR_READING_BINLOG {
+		return fmt.Errorf("mysql: the server no longer has the binlog from %s (error 1236: %s). "+
+			"The binlog files sluice needs were purged before it read them, so changes were lost to it. "+
+			"Take a new snapshot: stop sluice, move the job's checkpoint directory aside, and start it again with snapshot: initial "+
+			"(rows deleted at the source in the meantime stay in the upsert tables unless they are dropped first); "+
+			"keep binlogs longer (expire_logs_days / binlog_expire_logs_seconds) to avoid this", s.set.String(), me.Message)
+	}
+	if s.syncer != nil {
+		s.syncer.Close()
+	}
+	s.syncer, s.streamer = nil, nil
+	if s.lostErr == nil {
+		s.lostAt, s.lostErr, s.backoff = time.Now(), err, 0
+	}
+	s.log.Warn("binlog stream lost; reconnecting", zap.Error(err), zap.String("from_gtid", s.set.String()))
+	return nil
 }
 
 func (s *Source) readyRecords() int { return s.readyN }
 
 // nextBatch returns the longest run of ready records of one table, up to
-// maxBatch, and retires the transactions it completes.
+// maxBatch, and retires the transactions and chunks it completes.
 func (s *Source) nextBatch() *pipeline.Batch {
 	var b *pipeline.Batch
 	for len(s.ready) > 0 {
 		head := s.ready[0]
 		if s.headSent == len(head.recs) {
-			s.delivered = head.after
-			s.ready[0] = nil
-			s.ready = s.ready[1:]
-			s.headSent = 0
+			s.retireHead()
 			continue
 		}
 		if b == nil {
@@ -380,22 +717,24 @@ func (s *Source) nextBatch() *pipeline.Batch {
 		for s.headSent < len(head.recs) && len(b.Records) < maxBatch {
 			tr := head.recs[s.headSent]
 			if tr.t.schema != b.Schema {
-				return b
+				break
 			}
 			b.Records = append(b.Records, tr.rec)
 			b.Bytes += recordBytes(&tr.rec)
 			s.headSent++
 			s.readyN--
 		}
+		if c := head.chunk; c != nil && s.headSent > 0 {
+			s.snapAfter = c.keys[s.headSent-1]
+			s.snapRows.Add(int64(len(b.Records)))
+		}
+		if s.headSent < len(head.recs) {
+			return b // the batch is full, or the next record is of another table
+		}
+		// Retire the head now that it is complete, so that Snapshot need
+		// not point into it.
+		s.retireHead()
 		if len(b.Records) >= maxBatch {
-			// Retire the head if it is complete, so that Snapshot need not
-			// point into it.
-			if s.headSent == len(head.recs) {
-				s.delivered = head.after
-				s.ready[0] = nil
-				s.ready = s.ready[1:]
-				s.headSent = 0
-			}
 			return b
 		}
 	}
@@ -403,6 +742,25 @@ func (s *Source) nextBatch() *pipeline.Batch {
 		s.ready = nil
 	}
 	return b
+}
+
+// retireHead drops the fully returned head of ready and records what it
+// completes: a transaction's GTID set, or a chunk's snapshot progress.
+func (s *Source) retireHead() {
+	head := s.ready[0]
+	if c := head.chunk; c != nil {
+		if c.hi == nil {
+			// The table's last chunk: its snapshot is delivered.
+			s.snapTodo = s.snapTodo[1:]
+			s.snapAfter = nil
+		} else {
+			s.snapAfter = c.hi
+		}
+	}
+	s.delivered = head.after
+	s.ready[0] = nil
+	s.ready = s.ready[1:]
+	s.headSent = 0
 }
 
 func recordBytes(r *pipeline.Record) int {
@@ -555,8 +913,13 @@ func (s *Source) commit() error {
 // last batch ended inside transaction gtid after its n-th captured record.
 func (s *Source) Snapshot() (checkpoint.Position, error) {
 	st := state{GTID: s.delivered}
+	snap, err := marshalSnap(s.snapTodo, s.snapAfter)
+	if err != nil {
+		return checkpoint.Position{}, err
+	}
+	st.Snapshot = snap
 	switch {
-	case len(s.ready) > 0 && s.ready[0].skipped+s.headSent > 0:
+	case len(s.ready) > 0 && s.ready[0].chunk == nil && s.ready[0].skipped+s.headSent > 0:
 		st.Txn, st.Skip = s.ready[0].gtid, s.ready[0].skipped+s.headSent
 	case s.resumeTxn != "":
 		st.Txn, st.Skip = s.resumeTxn, s.resumeSkip
@@ -569,7 +932,23 @@ func (s *Source) Snapshot() (checkpoint.Position, error) {
 	if st.Txn != "" {
 		sum += fmt.Sprintf(" txn=%s skip=%d", st.Txn, st.Skip)
 	}
+	if snap != nil {
+		sum += fmt.Sprintf(" snapshot=%s tables left", strconv.Itoa(len(snap.Tables)))
+		if snap.After != nil {
+			sum += " after " + jsonString(snap.After)
+		}
+	}
 	return checkpoint.Position{State: b, Summary: sum}, nil
+}
+
+// Progress reports the snapshot's rows delivered and the tables' estimated
+// row count (0 when there is no snapshot); sluice backfill draws it.
+func (s *Source) Progress() (done, total int64) {
+	done, total = s.snapRows.Load(), s.snapTotal.Load()
+	if total > 0 && done > total {
+		total = done
+	}
+	return done, total
 }
 
 // Ack implements pipeline.Source; a binlog reader releases nothing.
@@ -577,6 +956,10 @@ func (s *Source) Ack(context.Context, uint64) error { return nil }
 
 // Close implements pipeline.Source.
 func (s *Source) Close() error {
+	if s.snap != nil {
+		_ = s.snap.close()
+		s.snap = nil
+	}
 	if s.syncer != nil {
 		s.syncer.Close()
 		s.syncer, s.streamer = nil, nil

@@ -23,6 +23,7 @@ type colInfo struct {
 	bits     uint     // integer width, for unsigned values decoded as signed
 	values   []string // ENUM and SET members, in declaration order
 	padTo    int      // BINARY(n): n (the binlog drops trailing zero bytes)
+	spatial  bool     // geometry: strip the SRID to leave WKB
 }
 
 // table is a captured table: its schema and per-column conversion details.
@@ -32,7 +33,8 @@ type table struct {
 }
 
 // loadTable reads a table's columns and primary key from information_schema.
-func loadTable(ctx context.Context, db *sql.DB, dbName, name string) (*table, error) {
+// keys, when set, stand in for the primary key.
+func loadTable(ctx context.Context, db *sql.DB, dbName, name string, keys []string) (*table, error) {
 	id := pipeline.TableID{Namespace: dbName, Name: name}
 	rows, err := db.QueryContext(ctx, `SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE,
 		COALESCE(NUMERIC_PRECISION, 0), COALESCE(NUMERIC_SCALE, 0), COALESCE(CHARACTER_OCTET_LENGTH, 0)
@@ -63,6 +65,16 @@ func loadTable(ctx context.Context, db *sql.DB, dbName, name string) (*table, er
 	if len(t.cols) == 0 {
 		return nil, fmt.Errorf("mysql: table %s has no columns (does it exist and may the user read it?)", id)
 	}
+	if len(keys) > 0 {
+		for _, k := range keys {
+			i := t.schema.ColumnIndex(k)
+			if i < 0 {
+				return nil, fmt.Errorf("%s.keys.%s: column %q is not a column of the table", prefix, id, k)
+			}
+			t.schema.Key = append(t.schema.Key, i)
+		}
+		return t, nil
+	}
 	krows, err := db.QueryContext(ctx, `SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE
 		WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY'
 		ORDER BY ORDINAL_POSITION`, dbName, name)
@@ -85,7 +97,7 @@ func loadTable(ctx context.Context, db *sql.DB, dbName, name string) (*table, er
 		return nil, fmt.Errorf("mysql: read primary key of %s: %w", id, err)
 	}
 	if len(t.schema.Key) == 0 {
-		return nil, fmt.Errorf("mysql: table %s has no primary key: sluice needs one to apply updates and deletes; add a PRIMARY KEY or leave the table out of source.mysql.tables", id)
+		return nil, fmt.Errorf("mysql: table %s has no primary key: sluice needs one to apply updates and deletes and to read the table in chunks; add a PRIMARY KEY, name unique columns under %s.keys[\"%s\"], or leave the table out of %[2]s.tables", id, prefix, id)
 	}
 	return t, nil
 }
@@ -149,6 +161,9 @@ func mapColumn(name, dataType, colType string, prec, scale, octets int) (pipelin
 		c.Type = pipeline.TypeBinary
 	case "bit":
 		c.Type = pipeline.TypeInt64
+	case "geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon", "geometrycollection", "geomcollection":
+		// WKB: the stored value without its 4-byte SRID prefix.
+		c.Type, ci.spatial = pipeline.TypeBinary, true
 	default:
 		return c, ci, fmt.Errorf("column %s: type %s is not supported yet", name, colType)
 	}
@@ -410,6 +425,12 @@ func convert(c *pipeline.Column, ci *colInfo, v any) (any, error) {
 			b = append([]byte(nil), x...)
 		default:
 			return nil, badValue(v)
+		}
+		if ci.spatial {
+			if len(b) < 4 {
+				return nil, fmt.Errorf("geometry value of %d bytes has no SRID prefix", len(b))
+			}
+			return b[4:], nil
 		}
 		if ci.padTo > len(b) {
 			b = append(b, make([]byte, ci.padTo-len(b))...)

@@ -63,11 +63,16 @@ func (a *app) backfillCmd() *cobra.Command {
 a final checkpoint commits it, and sluice exits 0. Progress is shown as
 a bar on a terminal, and logged every 5 seconds otherwise.
 
+A MySQL/MariaDB source with snapshot: initial reads its tables' rows only
+(as snapshot: initial_only), chunk by chunk without locks, and no binlog;
+a later "sluice run" of the same job streams the binlog from where the
+backfill began, so nothing changed meanwhile is missed.
+
 Signals behave as for run: the first stops with a final checkpoint, the
 second aborts.`,
 		Args: cobra.NoArgs,
 		RunE: a.runE(func(cmd *cobra.Command, _ []string) error {
-			return a.runJob(cmd.Context(), file, runOptions{availableNow: true}, true)
+			return a.runJob(cmd.Context(), file, runOptions{availableNow: true, backfill: true}, true)
 		}),
 	}
 	configFlag(cmd, &file)

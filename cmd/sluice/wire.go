@@ -37,7 +37,10 @@ func (e *storeLockedError) Unwrap() error        { return e.err }
 // runOptions are the parts of a run that come from flags, not the file.
 type runOptions struct {
 	availableNow bool
-	restore      string
+	// backfill reads the tables' rows only: a MySQL source in snapshot mode
+	// initial runs as initial_only.
+	backfill bool
+	restore  string
 }
 
 // job is a wired pipeline. The Runner closes sources and the sink it
@@ -63,7 +66,7 @@ func wire(cfg *JobConfig, log *zap.Logger, opts runOptions) (_ *job, err error) 
 			err = errors.Join(err, store.Close())
 		}
 	}()
-	sources, err := buildSources(cfg, log)
+	sources, err := buildSources(cfg, log, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +94,7 @@ func wire(cfg *JobConfig, log *zap.Logger, opts runOptions) (_ *job, err error) 
 // buildSources is the one place that turns a source kind into a Source:
 // an explicit switch rather than a registry, so that every kind the binary
 // supports is visible here and in SourceConfig.
-func buildSources(cfg *JobConfig, _ *zap.Logger) ([]pipeline.Source, error) {
+func buildSources(cfg *JobConfig, log *zap.Logger, opts runOptions) ([]pipeline.Source, error) {
 	switch {
 	case cfg.Source.Datagen != nil:
 		src, err := datagen.New(*cfg.Source.Datagen)
@@ -100,10 +103,15 @@ func buildSources(cfg *JobConfig, _ *zap.Logger) ([]pipeline.Source, error) {
 		}
 		return []pipeline.Source{src}, nil
 	case cfg.Source.MySQL != nil:
-		src, err := mysql.New(*cfg.Source.MySQL)
+		mc := *cfg.Source.MySQL
+		if opts.backfill && mc.Snapshot == mysql.SnapshotInitial {
+			mc.Snapshot = mysql.SnapshotInitialOnly
+		}
+		src, err := mysql.New(mc)
 		if err != nil {
 			return nil, fmt.Errorf("source.mysql: %w", err)
 		}
+		src.SetLogger(log.Named("mysql"))
 		return []pipeline.Source{src}, nil
 	}
 	return nil, errors.New("no source configured (validation should have caught this)")

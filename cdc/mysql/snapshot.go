@@ -3,7 +3,6 @@ package mysql
 import (
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -379,7 +378,9 @@ func (c *chunk) readRows(ctx context.Context) error {
 		ptrs[i] = &raw[i]
 	}
 	now := time.Now().UTC()
-	pos := fmt.Sprintf("snapshot@%s#", c.at)
+	// A row is read at most once, so its key makes its position unique
+	// (chunks read while the binlog is idle share their point).
+	pos := fmt.Sprintf("snapshot@%s key=", c.at)
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
 			return err
@@ -402,7 +403,7 @@ func (c *chunk) readRows(ctx context.Context) error {
 		}
 		c.recs = append(c.recs, pipeline.Record{
 			Op: pipeline.OpRead, After: after, EventTime: now,
-			Position: pos + strconv.Itoa(len(c.recs)),
+			Position: pos + keyString(t, after),
 		})
 		c.keys = append(c.keys, key)
 	}
@@ -478,10 +479,29 @@ func marshalSnap(tables []*table, after []any) (*snapState, error) {
 	return st, nil
 }
 
+// keyString renders a row's key values for its position.
+func keyString(t *table, row []any) string {
+	var b strings.Builder
+	for i, k := range t.schema.Key {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		switch v := row[k].(type) {
+		case []byte:
+			b.WriteString("0x" + fmt.Sprintf("%x", v))
+		case time.Time:
+			b.WriteString(v.Format("2006-01-02T15:04:05.999999"))
+		case pipeline.Decimal:
+			b.WriteString(v.String())
+		default:
+			fmt.Fprint(&b, v)
+		}
+	}
+	return b.String()
+}
+
 // jsonString is for error messages.
 func jsonString(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
-
-var _ = base64.StdEncoding

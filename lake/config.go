@@ -19,6 +19,11 @@ type Config struct {
 	// back to the standard AWS chain (environment, shared config, IMDS).
 	S3     S3Config      `yaml:"s3"`
 	Tables []TableConfig `yaml:"tables"`
+	// DeadLetters names the append table that records rejected by the
+	// operator chain go to, with their reason, raw form and position;
+	// {job} is replaced by the job id ('-' as '_'). A dot names a
+	// namespace. Default "dead_letters_{job}".
+	DeadLetters string `yaml:"dead_letters"`
 	// FormatVersion of created tables: 2 (default) or 3.
 	FormatVersion int `yaml:"format_version"`
 	// TargetFileSize in bytes for data files (default 128 MiB).
@@ -108,6 +113,9 @@ func (c *Config) Defaults() {
 	if len(c.Tables) == 0 {
 		c.Tables = []TableConfig{{Match: "*", DWD: "{db}_{table}"}}
 	}
+	if c.DeadLetters == "" {
+		c.DeadLetters = "dead_letters_{job}"
+	}
 	if c.FormatVersion == 0 {
 		c.FormatVersion = 2
 	}
@@ -187,6 +195,16 @@ type Target struct {
 func (t Target) String() string { return t.Namespace + "." + t.Name }
 
 var errNoRoute = errors.New("no sink.tables entry matches")
+
+// DeadLetterTarget is the append table a job's dead letters go to.
+func (c *Config) DeadLetterTarget(job string) Target {
+	name := strings.ReplaceAll(c.DeadLetters, "{job}", strings.ReplaceAll(job, "-", "_"))
+	ns := c.Namespace
+	if before, after, ok := strings.Cut(name, "."); ok {
+		ns, name = before, after
+	}
+	return Target{Namespace: ns, Name: name, Mode: ModeAppend, Table: &TableConfig{Match: pipeline.DeadLetterTable.String()}}
+}
 
 // Route returns the Iceberg tables that a source table is written to.
 func (c *Config) Route(src pipeline.TableID) ([]Target, error) {

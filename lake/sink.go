@@ -127,6 +127,9 @@ func (s *Sink) Write(ctx context.Context, b *pipeline.Batch) error {
 		s.routes[b.Schema] = ts
 	}
 	for _, t := range ts {
+		if !t.takes(b) {
+			continue
+		}
 		for i := range b.Records {
 			if err := t.buf.add(&b.Records[i]); err != nil {
 				return fmt.Errorf("table %s: %w", t, err)
@@ -141,9 +144,26 @@ func (s *Sink) Write(ctx context.Context, b *pipeline.Batch) error {
 	return nil
 }
 
+// takes reports whether batch b is for table t: the changelog takes the
+// raw layer, the current-state table the clean one; dead letters go to
+// their table whatever their layer.
+func (t *target) takes(b *pipeline.Batch) bool {
+	switch {
+	case b.Schema.Table == pipeline.DeadLetterTable, b.Layer == pipeline.LayerAll:
+		return true
+	case b.Layer == pipeline.LayerRaw:
+		return t.Mode == ModeAppend
+	default:
+		return t.Mode == ModeUpsert
+	}
+}
+
 func (s *Sink) route(ctx context.Context, ps *pipeline.Schema) ([]*target, error) {
-	routes, err := s.cfg.Route(ps.Table)
-	if err != nil {
+	var routes []Target
+	var err error
+	if ps.Table == pipeline.DeadLetterTable {
+		routes = []Target{s.cfg.DeadLetterTarget(s.job)}
+	} else if routes, err = s.cfg.Route(ps.Table); err != nil {
 		return nil, err
 	}
 	var out []*target

@@ -56,10 +56,14 @@ func DeadLetter(s *Schema, rec *Record, stage, reason string, raw string) Record
 	if raw != "" {
 		rawV = raw
 	}
-	return Record{
+	out := Record{
 		Op:    OpInsert,
 		After: []any{table, stage, reason, op, pos, at, rawV},
 	}
+	if rec != nil {
+		out.Position, out.EventTime = rec.Position, rec.EventTime
+	}
+	return out
 }
 
 // RawJSON renders a record's images by column name, for dead letters and

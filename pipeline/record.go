@@ -168,7 +168,25 @@ type Batch struct {
 	// Bytes is the producer's estimate of the batch's in-memory size, used
 	// for byte-threshold checkpoints. Zero means unknown.
 	Bytes int
+	// Layer says which of the table's lake tables the batch is for; the
+	// Runner sets it. Sources and operators leave it alone.
+	Layer Layer
 }
+
+// Layer is the part of the lake a batch is written to.
+type Layer uint8
+
+const (
+	// LayerAll: every table the source table routes to. Used when no
+	// operator sits between source and sink.
+	LayerAll Layer = iota
+	// LayerRaw: the changelog (ODS) tables only; the batch is exactly as
+	// the source read it.
+	LayerRaw
+	// LayerClean: the current-state (DWD) tables only; the batch is the
+	// operator chain's output.
+	LayerClean
+)
 
 // String renders the decimal exactly, e.g. "-12.30" for {-1230, 2}.
 func (d Decimal) String() string {

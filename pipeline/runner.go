@@ -418,12 +418,27 @@ func (t *task) process(ctx context.Context, b *Batch, sink func(*Batch) error) e
 	if m := t.r.cfg.Metrics; m != nil {
 		m.BatchProcessed(b.Schema.Table, len(b.Records))
 	}
+	if len(t.r.cfg.Operators) == 0 {
+		b.Layer = LayerAll
+		return t.runOps(ctx, 0, b, sink)
+	}
+	// The changelog gets the batch as read; the operators' output goes to
+	// the current-state tables. The sink copies what it keeps, so the
+	// operators may then rework the records.
+	raw := *b
+	raw.Layer = LayerRaw
+	if err := sink(&raw); err != nil {
+		return fmt.Errorf("sink: %w", err)
+	}
 	return t.runOps(ctx, 0, b, sink)
 }
 
 func (t *task) runOps(ctx context.Context, i int, b *Batch, sink func(*Batch) error) error {
 	ops := t.r.cfg.Operators
 	if i == len(ops) {
+		if len(ops) > 0 {
+			b.Layer = LayerClean
+		}
 		if err := sink(b); err != nil {
 			return fmt.Errorf("sink: %w", err)
 		}

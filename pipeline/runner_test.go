@@ -76,6 +76,7 @@ type memSink struct {
 	buf       []int64
 	committed map[uint64][]int64
 	rows      []int64
+	raw       int // records written to the raw layer
 	failAt    uint64 // Commit of this id fails once
 	opened    bool
 }
@@ -84,6 +85,10 @@ func newMemSink() *memSink { return &memSink{committed: map[uint64][]int64{}} }
 
 func (m *memSink) Open(context.Context) error { m.opened = true; return nil }
 func (m *memSink) Write(_ context.Context, b *Batch) error {
+	if b.Layer == LayerRaw {
+		m.raw += len(b.Records)
+		return nil
+	}
 	for _, r := range b.Records {
 		m.buf = append(m.buf, r.After[0].(int64))
 	}
@@ -165,6 +170,10 @@ func TestRunnerBoundedTwoSources(t *testing.T) {
 	}
 	if got := len(sink.rows); got != 1700 {
 		t.Fatalf("sink committed %d rows, want 1700", got)
+	}
+	// With an operator in the chain, the raw layer sees every record too.
+	if sink.raw != 1700 {
+		t.Fatalf("raw layer got %d records, want 1700", sink.raw)
 	}
 	seen := map[int64]bool{}
 	for _, v := range sink.rows {

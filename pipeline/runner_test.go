@@ -76,7 +76,7 @@ type memSink struct {
 	buf       []int64
 	committed map[uint64][]int64
 	rows      []int64
-	raw       int // records written to the raw layer
+	raw       int    // records written to the raw layer
 	failAt    uint64 // Commit of this id fails once
 	opened    bool
 }

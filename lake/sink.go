@@ -43,7 +43,7 @@ type Sink struct {
 	cat catalog.Catalog
 
 	// by source schema pointer: the targets of that source table
-	routes map[*pipeline.Schema][]*target
+	routes map[routeKey][]*target
 	// by "ns.table": every table written since Open
 	targets map[string]*target
 	// inflight are the segments being written in the background, oldest
@@ -83,7 +83,7 @@ func NewSink(cfg *Config, job string, log *zap.Logger) (*Sink, error) {
 	}
 	return &Sink{
 		cfg: cfg, job: job, log: log.With(zap.String("component", "lake")),
-		routes: map[*pipeline.Schema][]*target{}, targets: map[string]*target{},
+		routes: map[routeKey][]*target{}, targets: map[string]*target{},
 	}, nil
 }
 
@@ -118,18 +118,16 @@ func (s *Sink) TablesWritten() []string {
 
 // Write routes a batch to its tables' buffers, creating tables on first sight.
 func (s *Sink) Write(ctx context.Context, b *pipeline.Batch) error {
-	ts, ok := s.routes[b.Schema]
+	rk := routeKey{b.Schema, b.Layer}
+	ts, ok := s.routes[rk]
 	if !ok {
 		var err error
-		if ts, err = s.route(ctx, b.Schema); err != nil {
+		if ts, err = s.route(ctx, b.Schema, b.Layer); err != nil {
 			return err
 		}
-		s.routes[b.Schema] = ts
+		s.routes[rk] = ts
 	}
 	for _, t := range ts {
-		if !t.takes(b) {
-			continue
-		}
 		for i := range b.Records {
 			if err := t.buf.add(&b.Records[i]); err != nil {
 				return fmt.Errorf("table %s: %w", t, err)
@@ -144,28 +142,43 @@ func (s *Sink) Write(ctx context.Context, b *pipeline.Batch) error {
 	return nil
 }
 
-// takes reports whether batch b is for table t: the changelog takes the
-// raw layer, the current-state table the clean one; dead letters go to
-// their table whatever their layer.
-func (t *target) takes(b *pipeline.Batch) bool {
-	switch {
-	case b.Schema.Table == pipeline.DeadLetterTable, b.Layer == pipeline.LayerAll:
+// routeKey keys the routing cache: a schema's batches go to different
+// tables by layer.
+type routeKey struct {
+	schema *pipeline.Schema
+	layer  pipeline.Layer
+}
+
+// takes reports whether a batch of layer l is for a table of mode m: the
+// changelog takes the raw layer, the current-state table the clean one.
+func takes(l pipeline.Layer, m Mode) bool {
+	switch l {
+	case pipeline.LayerAll:
 		return true
-	case b.Layer == pipeline.LayerRaw:
-		return t.Mode == ModeAppend
+	case pipeline.LayerRaw:
+		return m == ModeAppend
 	default:
-		return t.Mode == ModeUpsert
+		return m == ModeUpsert
 	}
 }
 
-func (s *Sink) route(ctx context.Context, ps *pipeline.Schema) ([]*target, error) {
+func (s *Sink) route(ctx context.Context, ps *pipeline.Schema, layer pipeline.Layer) ([]*target, error) {
 	var routes []Target
-	var err error
 	if ps.Table == pipeline.DeadLetterTable {
+		// Dead letters go to their table whatever their layer.
 		routes = []Target{s.cfg.DeadLetterTarget(s.job)}
-	} else if routes, err = s.cfg.Route(ps.Table); err != nil {
-		return nil, err
+	} else {
+		all, err := s.cfg.Route(ps.Table)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range all {
+			if takes(layer, r.Mode) {
+				routes = append(routes, r)
+			}
+		}
 	}
+	var err error
 	var out []*target
 	for _, r := range routes {
 		key := r.String()

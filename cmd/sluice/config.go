@@ -16,6 +16,7 @@ import (
 	"github.com/sluice-cdc/sluice/checkpoint"
 	"github.com/sluice-cdc/sluice/datagen"
 	"github.com/sluice-cdc/sluice/lake"
+	"github.com/sluice-cdc/sluice/pipeline/enrich"
 )
 
 // JobConfig is one job file: one source configuration, one lake.
@@ -27,6 +28,14 @@ type JobConfig struct {
 	Sink       lake.Config       `yaml:"sink"`
 	Checkpoint checkpoint.Config `yaml:"checkpoint"`
 	Log        LogConfig         `yaml:"log"`
+	// Transforms clean, deduplicate and enrich tables on their way to
+	// their current-state (DWD) tables; the changelog (ODS) gets the
+	// changes as read.
+	Transforms []TransformConfig `yaml:"transforms"`
+	// Dimensions are the lookup tables transforms[].enrich reads.
+	Dimensions map[string]enrich.Dimension `yaml:"dimensions"`
+	// Dedupe holds the dedupe operator's process-wide settings.
+	Dedupe DedupeSettings `yaml:"dedupe"`
 }
 
 // SourceConfig has one pointer field per source kind; exactly one is set.
@@ -216,7 +225,7 @@ func (l *loader) validate(cfg *JobConfig) error {
 	if err := cfg.Log.Validate(); err != nil {
 		return l.errPath("log", err)
 	}
-	return nil
+	return l.validateTransforms(cfg)
 }
 
 // selectEmptySources sets a source kind written without settings
@@ -225,7 +234,7 @@ func (l *loader) validate(cfg *JobConfig) error {
 func (l *loader) selectEmptySources(s *SourceConfig) {
 	v := reflect.ValueOf(s).Elem()
 	for _, f := range yamlFields(v.Type()) {
-		fv := v.Field(f.index)
+		fv := v.FieldByIndex(f.index)
 		if fv.Kind() == reflect.Pointer && fv.IsNil() && l.lookup("source."+f.name) != nil {
 			fv.Set(reflect.New(fv.Type().Elem()))
 		}

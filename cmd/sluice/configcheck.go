@@ -29,14 +29,16 @@ var (
 // maxDepth bounds recursion through aliases; a job file is shallow.
 const maxDepth = 64
 
-// yamlField is a struct field as goccy names it.
+// yamlField is a struct field as goccy names it; index is its path
+// through inlined embedded structs (reflect.Type.FieldByIndex).
 type yamlField struct {
 	name  string
-	index int
+	index []int
 }
 
 // yamlFields lists the decodable fields of struct type t with goccy's
-// naming rules: the yaml tag, else the json tag, else the lowercased name.
+// naming rules: the yaml tag, else the json tag, else the lowercased name;
+// the fields of an embedded struct tagged ",inline" count as t's own.
 func yamlFields(t reflect.Type) []yamlField {
 	var out []yamlField
 	for i := range t.NumField() {
@@ -51,11 +53,17 @@ func yamlFields(t reflect.Type) []yamlField {
 		if tag == "-" {
 			continue
 		}
-		name, _, _ := strings.Cut(tag, ",")
+		name, opts, _ := strings.Cut(tag, ",")
+		if f.Anonymous && f.Type.Kind() == reflect.Struct && strings.Contains(opts, "inline") {
+			for _, in := range yamlFields(f.Type) {
+				out = append(out, yamlField{name: in.name, index: append([]int{i}, in.index...)})
+			}
+			continue
+		}
 		if name == "" {
 			name = strings.ToLower(f.Name)
 		}
-		out = append(out, yamlField{name: name, index: i})
+		out = append(out, yamlField{name: name, index: []int{i}})
 	}
 	return out
 }
@@ -71,7 +79,7 @@ func yamlKeys(t reflect.Type) []string {
 func fieldByKey(t reflect.Type, key string) (reflect.StructField, bool) {
 	for _, f := range yamlFields(t) {
 		if f.name == key {
-			return t.Field(f.index), true
+			return t.FieldByIndex(f.index), true
 		}
 	}
 	return reflect.StructField{}, false

@@ -70,6 +70,10 @@ func wire(cfg *JobConfig, log *zap.Logger, opts runOptions) (_ *job, err error) 
 	if err != nil {
 		return nil, err
 	}
+	ops, err := buildOperators(cfg, log)
+	if err != nil {
+		return nil, err
+	}
 	sink, err := lake.NewSink(&cfg.Sink, cfg.Job, log)
 	if err != nil {
 		return nil, fmt.Errorf("sink: %w", err)
@@ -77,7 +81,7 @@ func wire(cfg *JobConfig, log *zap.Logger, opts runOptions) (_ *job, err error) 
 	runner, err := pipeline.NewRunner(pipeline.RunnerConfig{
 		Job:          cfg.Job,
 		Sources:      sources,
-		Operators:    nil,
+		Operators:    ops,
 		Sink:         sink,
 		Store:        store,
 		Policy:       cfg.Checkpoint,

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -120,7 +121,9 @@ func (a *app) runJob(ctx context.Context, file string, opts runOptions, progress
 		log.Warn("no control socket: `sluice savepoint` will not reach this job", zap.Error(err))
 		stopControl = func() {}
 	}
+	stopStats := startOperatorStats(j.ops, log, time.Minute)
 	err = runUntilSignalled(ctx, j.runner, log)
+	stopStats()
 	stopControl()
 	stopProgress()
 	if tables := j.sink.TablesWritten(); err == nil || len(tables) > 0 {
@@ -131,6 +134,48 @@ func (a *app) runJob(ctx context.Context, file string, opts runOptions, progress
 	}
 	log.Info("job finished", zap.Duration("took", time.Since(started).Round(time.Millisecond)))
 	return nil
+}
+
+// startOperatorStats logs each operator's counts every period and once
+// more when stopped, so that nothing an operator drops or dead-letters
+// goes unreported.
+func startOperatorStats(ops []pipeline.Operator, log *zap.Logger, period time.Duration) (stop func()) {
+	report := func() {
+		for _, op := range ops {
+			if st, ok := operatorStats(op); ok {
+				log.Info("operator stats", zap.String("operator", op.Name()), zap.Any("stats", st))
+			}
+		}
+	}
+	if len(ops) == 0 {
+		return func() {}
+	}
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				report()
+			case <-quit:
+				report()
+				return
+			}
+		}
+	}()
+	return sync.OnceFunc(func() { close(quit); <-done })
+}
+
+// operatorStats returns an operator's Stats() value; each operator has
+// its own Stats type, and the log only needs to render it.
+func operatorStats(op pipeline.Operator) (any, bool) {
+	m := reflect.ValueOf(op).MethodByName("Stats")
+	if !m.IsValid() || m.Type().NumIn() != 0 || m.Type().NumOut() != 1 {
+		return nil, false
+	}
+	return m.Call(nil)[0].Interface(), true
 }
 
 // runUntilSignalled runs r. The first SIGINT/SIGTERM asks for a final

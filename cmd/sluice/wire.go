@@ -52,6 +52,7 @@ type job struct {
 	sink    *lake.Sink
 	store   *checkpoint.PebbleStore
 	runner  *pipeline.Runner
+	ops     []pipeline.Operator
 }
 
 // wire builds a job from its configuration. The store is opened first:
@@ -92,7 +93,7 @@ func wire(cfg *JobConfig, log *zap.Logger, opts runOptions) (_ *job, err error) 
 	if err != nil {
 		return nil, err
 	}
-	return &job{cfg: cfg, log: log, sources: sources, sink: sink, store: store, runner: runner}, nil
+	return &job{cfg: cfg, log: log, sources: sources, sink: sink, store: store, runner: runner, ops: ops}, nil
 }
 
 // buildSources is the one place that turns a source kind into a Source:

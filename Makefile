@@ -40,19 +40,31 @@ STATICCHECK ?= 1
 STATICCHECK_VERSION ?= v0.6.1
 STATICCHECK_CMD ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-# The demo job. Its lake and state live in ./demo (relative to the
-# working directory, as in the config file).
+# The MariaDB demo (make run): a local MariaDB on 127.0.0.1:$(DEMO_MYSQL_PORT)
+# with its data in ./demo/mariadb, a workload for DEMO_WORKLOAD_SECONDS, the
+# daemon for DEMO_SECONDS (0: until Ctrl-C), the lake in ./demo/mariadb-lake.
+MARIADB_DEMO_CONFIG ?= deploy/examples/mariadb-demo.yaml
+DEMO_DB ?= deploy/demo/mariadb.sh
+DEMO_MYSQL_PORT ?= 13306
+DEMO_SECONDS ?= 30
+DEMO_WORKLOAD_SECONDS ?= 20
+
+# The datagen demo job (make run-datagen). Its lake and state live in ./demo
+# (relative to the working directory, as in the config file).
 DEMO_CONFIG ?= deploy/examples/demo.yaml
 DEMO_TABLE ?= demo.dwd_demo_orders
 
-.PHONY: all build run clean-demo clean test bench lint fmt-check vet staticcheck chaos tidy-check help
+.PHONY: all build run run-datagen demo-stop demo-status clean-demo clean test bench lint fmt-check vet staticcheck chaos tidy-check help
 
 all: lint build test
 
 help:
 	@echo 'make build        build $(BIN) (version $(VERSION))'
-	@echo 'make run          build, run the demo job once, list its tables, show 5 rows'
-	@echo 'make clean-demo   remove the demo lake and state (./demo)'
+	@echo 'make run          build, start a local MariaDB with a workload, stream it into the'
+	@echo '                  embedded lake for $(DEMO_SECONDS)s (DEMO_SECONDS=0: until Ctrl-C), compare rows'
+	@echo 'make run-datagen  build, run the synthetic demo job once, list its tables, show 5 rows'
+	@echo 'make demo-stop    stop the demo MariaDB (make demo-status: is it running?)'
+	@echo 'make clean-demo   stop the demo MariaDB, remove its data and the demo lakes (./demo)'
 	@echo 'make test         go test $(TEST_FLAGS) $(PKGS)'
 	@echo 'make bench        benchmarks in ./bench, once each (override BENCH_ARGS)'
 	@echo 'make lint         gofmt -l, go vet, staticcheck (STATICCHECK=0 to skip)'
@@ -62,9 +74,25 @@ help:
 build:
 	$(GO) build $(BUILD_FLAGS) -o $(BIN) ./cmd/sluice
 
-# Available-now run of the demo: safe to repeat. A second run resumes from
-# ./demo/state; the generator has a total, so it reads nothing new and exits 0.
+# The MariaDB demo: safe to repeat. deploy/demo/run.sh starts MariaDB
+# (installing mariadb-server if missing) and a workload, runs the daemon,
+# stops it with SIGTERM, then lists the tables, shows rows and compares row
+# counts. A second run resumes from ./demo/mariadb-lake/state. MariaDB keeps
+# running afterwards: make demo-stop.
 run: build
+	BIN=$(BIN) CONFIG=$(MARIADB_DEMO_CONFIG) DEMO_MYSQL_PORT=$(DEMO_MYSQL_PORT) \
+		DEMO_SECONDS=$(DEMO_SECONDS) DEMO_WORKLOAD_SECONDS=$(DEMO_WORKLOAD_SECONDS) deploy/demo/run.sh
+
+demo-stop:
+	$(DEMO_DB) stop
+
+demo-status:
+	$(DEMO_DB) status
+
+# Available-now run of the datagen demo: safe to repeat. A second run resumes
+# from ./demo/state; the generator has a total, so it reads nothing new and
+# exits 0.
+run-datagen: build
 	$(BIN) run --once -c $(DEMO_CONFIG)
 	$(BIN) tables -c $(DEMO_CONFIG)
 	$(BIN) scan -c $(DEMO_CONFIG) $(DEMO_TABLE) --limit 5
@@ -80,6 +108,7 @@ run: build
 	@echo '  database $(CURDIR)/demo/lake/catalog.db (SQLite), warehouse file://$(CURDIR)/demo/lake/warehouse'
 
 clean-demo:
+	$(DEMO_DB) stop
 	rm -rf demo
 
 clean: clean-demo

@@ -53,7 +53,9 @@ func newBuffer(mode Mode, sc *arrow.Schema, src *pipeline.Schema) (*buffer, erro
 	b := &buffer{mode: mode, schema: sc, src: src}
 	for i, f := range sc.Fields() {
 		idx := src.ColumnIndex(f.Name)
-		if idx < 0 && !(mode == ModeAppend && (f.Name == colOp || f.Name == colPos || f.Name == colEventTime)) {
+		// A table column the source lacks (the table's own, or one a
+		// replayed old schema version does not have yet) is NULL.
+		if idx < 0 && !f.Nullable && !isMetaColumn(mode, f.Name) {
 			return nil, fmt.Errorf("table column %s has no source column in %s", f.Name, src.Table)
 		}
 		app, err := appenderFor(f.Type)

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -51,24 +52,43 @@ type Sink struct {
 	// the last segment is written beside the one still in flight (both are
 	// in memory already). Prepare and Close join them.
 	inflight []*flushJob
+	// hints are the renames source schemas announced, by table, in
+	// version order (see evolve.go).
+	hints map[pipeline.TableID][]renameHint
 }
 
 // flushJob writes one drained segment. done is closed when seg and err are set.
 type flushJob struct {
 	t    *target
+	w    segWriter
 	done chan struct{}
 	seg  preparedSegment
 	err  error
 }
 
+// segWriter is what a segment is written against, fixed when it is
+// drained: a schema change may follow while it is written.
+type segWriter struct {
+	tbl    *table.Table // the table as the files' schema has it (staged changes included)
+	schema *arrow.Schema
+	eqIDs  []int
+}
+
 type target struct {
 	Target
-	ident  table.Identifier
+	ident table.Identifier
+	// tbl is the table as committed; wtbl is tbl with the schema changes
+	// staged since (see evolve.go), the one files are written against.
 	tbl    *table.Table
+	wtbl   *table.Table
 	buf    *buffer
 	src    *pipeline.Schema
 	eqIDs  []int
 	logger *zap.Logger
+	// ghosts are the field ids of columns added and dropped within the
+	// checkpoint being buffered: staged under a placeholder name, deleted
+	// by the next checkpoint (see evolve.go).
+	ghosts []int
 	// segments flushed since the last Prepare, in order
 	segments []preparedSegment
 }
@@ -84,6 +104,7 @@ func NewSink(cfg *Config, job string, log *zap.Logger) (*Sink, error) {
 	return &Sink{
 		cfg: cfg, job: job, log: log.With(zap.String("component", "lake")),
 		routes: map[routeKey][]*target{}, targets: map[string]*target{},
+		hints: map[pipeline.TableID][]renameHint{},
 	}, nil
 }
 
@@ -127,7 +148,13 @@ func (s *Sink) Write(ctx context.Context, b *pipeline.Batch) error {
 		}
 		s.routes[rk] = ts
 	}
+	s.noteRenames(b.Schema)
 	for _, t := range ts {
+		if t.src != b.Schema {
+			if err := s.evolve(ctx, t, b); err != nil {
+				return err
+			}
+		}
 		for i := range b.Records {
 			if err := t.buf.add(&b.Records[i]); err != nil {
 				return fmt.Errorf("table %s: %w", t, err)
@@ -183,15 +210,8 @@ func (s *Sink) route(ctx context.Context, ps *pipeline.Schema, layer pipeline.La
 	for _, r := range routes {
 		key := r.String()
 		t, ok := s.targets[key]
-		if ok && t.src != ps {
-			// A new schema version of a table already being written: the
-			// buffered rows must be prepared under the old one first.
-			// Schema evolution lands with the CDC sources; until then a
-			// change of shape is refused rather than written wrongly.
-			if !sameShape(t.src, ps) {
-				return nil, fmt.Errorf("table %s: source schema of %s changed (version %d to %d); schema evolution is not supported yet", key, ps.Table, t.src.Version, ps.Version)
-			}
-		}
+		// A target already open for another schema version of the table
+		// evolves when a batch with this one reaches it (Write).
 		if !ok {
 			if t, err = s.openTarget(ctx, r, ps); err != nil {
 				return nil, err
@@ -207,7 +227,86 @@ func sameShape(a, b *pipeline.Schema) bool {
 	return slices.Equal(a.Columns, b.Columns) && slices.Equal(a.Key, b.Key)
 }
 
-// openTarget loads or creates the table and checks that it fits the source.
+// evolve moves target t to the schema of batch b: the rows buffered under
+// the old schema become a segment, the schema change is staged, and a new
+// buffer takes the new shape (see evolve.go).
+func (s *Sink) evolve(ctx context.Context, t *target, b *pipeline.Batch) error {
+	ps := b.Schema
+	renames := s.renamesFor(ps, t.src.Version)
+	if sameShape(t.src, ps) && len(renames) == 0 {
+		t.src, t.buf.src = ps, ps
+		return nil
+	}
+	ops, err := planEvolution(t.String(), t.Mode, t.wtbl.Schema(), t.src, ps, renames)
+	if err != nil {
+		if len(b.Records) > 0 {
+			err = fmt.Errorf("%w (at %s)", err, b.Records[0].Position)
+		}
+		return err
+	}
+	// A column added since the last commit and dropped again keeps its
+	// field id until the next checkpoint: files of this one use it.
+	lastCommitted := t.tbl.Metadata().LastColumnID()
+	for i, o := range ops {
+		if o.Op != "delete" {
+			continue
+		}
+		if f, ok := t.wtbl.Schema().FindFieldByName(o.Name); ok && f.ID > lastCommitted {
+			ops[i] = schemaOp{Op: "rename", Name: o.Name, To: ghostName(f.ID)}
+			t.ghosts = append(t.ghosts, f.ID)
+		}
+	}
+	if err := s.flush(ctx, t); err != nil {
+		return fmt.Errorf("table %s: %w", t, err)
+	}
+	if len(ops) > 0 {
+		wtbl, err := stageOps(t.wtbl, ops)
+		if err != nil {
+			return fmt.Errorf("table %s: stage schema change (%s): %w", t, describeOps(ops), err)
+		}
+		t.wtbl = wtbl
+		t.logger.Info("schema change staged", zap.String("source", ps.Table.String()),
+			zap.Int("from_version", t.src.Version), zap.Int("to_version", ps.Version),
+			zap.String("changes", describeOps(ops)))
+	}
+	if err := t.rebuild(ps); err != nil {
+		return fmt.Errorf("table %s: %w", t, err)
+	}
+	return nil
+}
+
+// rebuild points t at source schema ps and the schema of t.wtbl: a new
+// (empty) buffer and the key's field ids.
+func (t *target) rebuild(ps *pipeline.Schema) error {
+	sc, err := table.SchemaToArrowSchema(t.wtbl.Schema(), nil, true, false)
+	if err != nil {
+		return err
+	}
+	buf, err := newBuffer(t.Mode, sc, ps)
+	if err != nil {
+		return err
+	}
+	var eqIDs []int
+	if t.Mode == ModeUpsert {
+		for _, k := range ps.Key {
+			f, ok := t.wtbl.Schema().FindFieldByName(ps.Columns[k].Name)
+			if !ok {
+				return fmt.Errorf("table lacks key column %s", ps.Columns[k].Name)
+			}
+			eqIDs = append(eqIDs, f.ID)
+		}
+	}
+	if t.buf != nil {
+		t.buf.release()
+	}
+	t.buf, t.src, t.eqIDs = buf, ps, eqIDs
+	return nil
+}
+
+// openTarget loads or creates the table and makes it fit the source: a
+// table that lacks columns of the source, or has them narrower, evolves
+// (staged, committed with the next checkpoint); one whose columns cannot
+// take the source's is an error.
 func (s *Sink) openTarget(ctx context.Context, r Target, ps *pipeline.Schema) (*target, error) {
 	want, err := icebergSchema(ps, r.Mode)
 	if err != nil {
@@ -225,29 +324,30 @@ func (s *Sink) openTarget(ctx context.Context, r Target, ps *pipeline.Schema) (*
 	if err != nil {
 		return nil, fmt.Errorf("table %s: %w", r, err)
 	}
-	if err := checkCompatible(tbl.Schema(), want); err != nil {
-		return nil, fmt.Errorf("table %s exists with another shape: %w", r, err)
-	}
 	if r.Mode == ModeUpsert && tbl.Metadata().Version() < 2 {
 		return nil, fmt.Errorf("table %s is format v1: upserts need equality deletes (v2+)", r)
 	}
-	sc, err := table.SchemaToArrowSchema(tbl.Schema(), nil, true, false)
+	t := &target{Target: r, ident: ident, tbl: tbl, wtbl: tbl, logger: log}
+	ops, err := planEvolution(r.String(), r.Mode, tbl.Schema(), nil, ps, s.renamesFor(ps, ps.Version-1))
 	if err != nil {
-		return nil, fmt.Errorf("table %s: %w", r, err)
+		return nil, fmt.Errorf("table %s exists with another shape: %w", r, err)
 	}
-	buf, err := newBuffer(r.Mode, sc, ps)
-	if err != nil {
-		return nil, fmt.Errorf("table %s: %w", r, err)
-	}
-	t := &target{Target: r, ident: ident, tbl: tbl, buf: buf, src: ps, logger: log}
-	if r.Mode == ModeUpsert {
-		for _, k := range ps.Key {
-			f, ok := tbl.Schema().FindFieldByName(ps.Columns[k].Name)
-			if !ok {
-				return nil, fmt.Errorf("table %s lacks key column %s", r, ps.Columns[k].Name)
-			}
-			t.eqIDs = append(t.eqIDs, f.ID)
+	// Placeholders of columns added and dropped in a checkpoint whose
+	// run did not live to delete them.
+	for _, f := range tbl.Schema().Fields() {
+		if strings.HasPrefix(f.Name, ghostPrefix) && !f.Required {
+			ops = append(ops, schemaOp{Op: "delete", Name: f.Name})
 		}
+	}
+	if len(ops) > 0 {
+		if t.wtbl, err = stageOps(tbl, ops); err != nil {
+			return nil, fmt.Errorf("table %s: stage schema change (%s): %w", r, describeOps(ops), err)
+		}
+		log.Info("schema change staged: the table is behind its source", zap.String("source", ps.Table.String()),
+			zap.String("changes", describeOps(ops)))
+	}
+	if err := t.rebuild(ps); err != nil {
+		return nil, fmt.Errorf("table %s: %w", r, err)
 	}
 	return t, nil
 }
@@ -294,20 +394,6 @@ func (s *Sink) tableProperties(extra map[string]string) iceberg.Properties {
 	return props
 }
 
-// checkCompatible requires every wanted column to exist with the same type.
-func checkCompatible(have, want *iceberg.Schema) error {
-	for _, f := range want.Fields() {
-		h, ok := have.FindFieldByName(f.Name)
-		if !ok {
-			return fmt.Errorf("column %s is missing", f.Name)
-		}
-		if !h.Type.Equals(f.Type) {
-			return fmt.Errorf("column %s is %s, the source gives %s", f.Name, h.Type, f.Type)
-		}
-	}
-	return nil
-}
-
 // preparedTable is one table's share of a prepared checkpoint. Files are
 // encoded with iceberg-go's DataFile codec against the schema and spec they
 // were written with, so that recovery can decode them from the manifest.
@@ -329,10 +415,18 @@ type preparedTable struct {
 // earlier segments of the same checkpoint, so segments commit in order as
 // successive snapshots.
 type preparedSegment struct {
-	Data       [][]byte `json:"data,omitempty"`
-	Deletes    [][]byte `json:"deletes,omitempty"`
-	Rows       int64    `json:"rows"`
-	DeleteRows int64    `json:"delete_rows"`
+	// Changes is the checkpoint's schema change, applied before this
+	// segment's files (the first written under a staged schema), and
+	// Evolved the schema it gives. A segment may carry a change only.
+	Changes []schemaOp      `json:"changes,omitempty"`
+	Evolved json.RawMessage `json:"evolved,omitempty"`
+	// Schema is the schema the files were written with when it is not yet
+	// committed (absent: the table's SchemaID).
+	Schema     json.RawMessage `json:"schema,omitempty"`
+	Data       [][]byte        `json:"data,omitempty"`
+	Deletes    [][]byte        `json:"deletes,omitempty"`
+	Rows       int64           `json:"rows"`
+	DeleteRows int64           `json:"delete_rows"`
 }
 
 type prepared struct {
@@ -354,6 +448,9 @@ func (s *Sink) Prepare(ctx context.Context, id uint64) ([]byte, error) {
 	}
 	for _, key := range keys {
 		t := s.targets[key]
+		if err := t.attachSchemaChange(); err != nil {
+			return nil, fmt.Errorf("table %s: %w", key, err)
+		}
 		if len(t.segments) == 0 {
 			continue
 		}
@@ -398,12 +495,58 @@ func (s *Sink) flushUpTo(ctx context.Context, t *target, maxInflight int) error 
 	if err != nil {
 		return err
 	}
-	job := &flushJob{t: t, done: make(chan struct{})}
+	seg, err := t.startSegment()
+	if err != nil {
+		return err
+	}
+	job := &flushJob{t: t, w: segWriter{tbl: t.wtbl, schema: t.buf.schema, eqIDs: t.eqIDs}, done: make(chan struct{})}
 	s.inflight = append(s.inflight, job)
 	go func() {
 		defer close(job.done)
-		job.seg, job.err = s.writeSegment(ctx, t, d)
+		job.seg, job.err = s.writeSegment(ctx, job.w, t.logger, seg, d)
 	}()
+	return nil
+}
+
+// startSegment begins t's next segment: it names the schema its files are
+// written with when that is not committed yet.
+func (t *target) startSegment() (preparedSegment, error) {
+	var seg preparedSegment
+	if t.wtbl != t.tbl {
+		sc, err := schemaJSON(t.wtbl.Schema())
+		if err != nil {
+			return seg, err
+		}
+		seg.Schema = sc
+	}
+	return seg, nil
+}
+
+// attachSchemaChange puts the checkpoint's schema change, if any, on the
+// first segment written under a staged schema, or on a segment of its
+// own when no rows followed it.
+func (t *target) attachSchemaChange() error {
+	if t.wtbl == t.tbl {
+		return nil
+	}
+	if sameFields(t.tbl.Schema(), t.wtbl.Schema()) {
+		t.wtbl = t.tbl // the changes staged cancel out
+		return nil
+	}
+	ops, err := diffOps(t.tbl.Schema(), t.tbl.Metadata().LastColumnID(), t.wtbl.Schema())
+	if err != nil {
+		return fmt.Errorf("schema change: %w", err)
+	}
+	evolved, err := schemaJSON(t.wtbl.Schema())
+	if err != nil {
+		return err
+	}
+	at := slices.IndexFunc(t.segments, func(seg preparedSegment) bool { return len(seg.Schema) > 0 })
+	if at < 0 {
+		t.segments = append(t.segments, preparedSegment{Schema: evolved})
+		at = len(t.segments) - 1
+	}
+	t.segments[at].Changes, t.segments[at].Evolved = ops, evolved
 	return nil
 }
 
@@ -432,17 +575,16 @@ func (s *Sink) joinOldest() error {
 }
 
 // writeSegment writes drained rows into data and equality-delete files. It
-// runs off the task loop and touches only d and t's table metadata, which
-// changes only in Commit, after Prepare joined this write.
-func (s *Sink) writeSegment(ctx context.Context, t *target, d *drained) (preparedSegment, error) {
+// runs off the task loop and touches only d and w, which nothing changes.
+func (s *Sink) writeSegment(ctx context.Context, w segWriter, log *zap.Logger, seg preparedSegment, d *drained) (preparedSegment, error) {
 	started := time.Now()
 	defer releaseAll(d.deletes)
-	seg := preparedSegment{Rows: d.rows, DeleteRows: d.deleteRows}
+	seg.Rows, seg.DeleteRows = d.rows, d.deleteRows
 	var files []iceberg.DataFile
 	var err error
 	if d.rows > 0 {
 		// WriteRecords releases what it consumes.
-		files, err = collect(table.WriteRecords(ctx, t.tbl, t.buf.schema, d.data,
+		files, err = collect(table.WriteRecords(ctx, w.tbl, w.schema, d.data,
 			table.WithTargetFileSize(s.cfg.TargetFileSize), table.WithParquetRowGroupLimit(s.cfg.RowGroupRows)))
 		if err != nil {
 			return seg, fmt.Errorf("write data files: %w", err)
@@ -452,9 +594,9 @@ func (s *Sink) writeSegment(ctx context.Context, t *target, d *drained) (prepare
 			b.Release()
 		}
 	}
-	version := t.tbl.Metadata().Version()
+	version := w.tbl.Metadata().Version()
 	enc := func(df iceberg.DataFile) ([]byte, error) {
-		return codec.EncodeDataFile(df, t.tbl.Spec(), t.tbl.Schema(), version)
+		return codec.EncodeDataFile(df, w.tbl.Spec(), w.tbl.Schema(), version)
 	}
 	for _, f := range files {
 		b, err := enc(f)
@@ -467,7 +609,7 @@ func (s *Sink) writeSegment(ctx context.Context, t *target, d *drained) (prepare
 		for _, b := range d.deletes {
 			b.Retain() // WriteEqualityDeletes releases; our deferred release balances
 		}
-		dfiles, err := t.tbl.NewTransaction().WriteEqualityDeletes(ctx, t.eqIDs, batches(d.deletes))
+		dfiles, err := w.tbl.NewTransaction().WriteEqualityDeletes(ctx, w.eqIDs, batches(d.deletes))
 		if err != nil {
 			return seg, fmt.Errorf("write equality deletes: %w", err)
 		}
@@ -479,7 +621,7 @@ func (s *Sink) writeSegment(ctx context.Context, t *target, d *drained) (prepare
 			seg.Deletes = append(seg.Deletes, b)
 		}
 	}
-	t.logger.Debug("flushed", zap.Int64("rows", seg.Rows), zap.Int64("delete_keys", seg.DeleteRows),
+	log.Debug("flushed", zap.Int64("rows", seg.Rows), zap.Int64("delete_keys", seg.DeleteRows),
 		zap.Int("data_files", len(seg.Data)), zap.Int("delete_files", len(seg.Deletes)), zap.Duration("took", time.Since(started)))
 	return seg, nil
 }
@@ -602,20 +744,44 @@ func (s *Sink) tryCommit(ctx context.Context, c pipeline.Commit, pt preparedTabl
 	}
 	if committed(tbl, s.job, c.ID) {
 		log.Info("checkpoint already committed to table; skipping")
+		s.committedTo(pt, tbl)
 		return nil
 	}
 	meta := tbl.Metadata()
-	var sc *iceberg.Schema
+	var base *iceberg.Schema
 	for _, x := range meta.Schemas() {
 		if x.ID == pt.SchemaID {
-			sc = x
+			base = x
 		}
 	}
 	spec := meta.PartitionSpecByID(pt.SpecID)
-	if sc == nil || spec == nil {
-		return fmt.Errorf("%w: schema %d or partition spec %d of the prepared files is gone from the table", errPermanent, pt.SchemaID, pt.SpecID)
+	if spec == nil {
+		return fmt.Errorf("%w: partition spec %d of the prepared files is gone from the table", errPermanent, pt.SpecID)
 	}
-	decode := func(bs [][]byte) ([]iceberg.DataFile, error) {
+	// schemaOf is the schema segment i's files were written with: the
+	// table's (by id) until a segment names a staged one.
+	schemaOf := func(i int) (*iceberg.Schema, error) {
+		seg := pt.Segments[i]
+		if len(seg.Schema) == 0 {
+			if base == nil {
+				return nil, fmt.Errorf("%w: schema %d of the prepared files is gone from the table", errPermanent, pt.SchemaID)
+			}
+			return base, nil
+		}
+		sc := new(iceberg.Schema)
+		if err := json.Unmarshal(seg.Schema, sc); err != nil {
+			return nil, fmt.Errorf("%w: decode the schema of prepared segment %d: %w", errPermanent, i, err)
+		}
+		return sc, nil
+	}
+	decode := func(i int, bs [][]byte) ([]iceberg.DataFile, error) {
+		if len(bs) == 0 {
+			return nil, nil
+		}
+		sc, err := schemaOf(i)
+		if err != nil {
+			return nil, err
+		}
 		out := make([]iceberg.DataFile, 0, len(bs))
 		for _, b := range bs {
 			df, err := codec.DecodeDataFile(b, *spec, sc, pt.FormatVersion)
@@ -631,28 +797,79 @@ func (s *Sink) tryCommit(ctx context.Context, c pipeline.Commit, pt preparedTabl
 	if err := tx.SetProperties(iceberg.Properties{PropTableCheckpointPrefix + s.job: strconv.FormatUint(c.ID, 10)}); err != nil {
 		return fmt.Errorf("stage checkpoint property: %w", err)
 	}
+	// evolveTo applies segment i's schema changes: the same operations on
+	// the same committed schema give the same field ids the files were
+	// written with, which the comparison checks (another writer may have
+	// changed the schema since).
+	evolveTo := func(i int) error {
+		seg := pt.Segments[i]
+		if len(seg.Changes) == 0 {
+			return nil
+		}
+		if err := applyOps(tx, seg.Changes); err != nil {
+			return fmt.Errorf("%w: apply the schema change of segment %d (%s): %w", errPermanent, i, describeOps(seg.Changes), err)
+		}
+		want := new(iceberg.Schema)
+		if err := json.Unmarshal(seg.Evolved, want); err != nil {
+			return fmt.Errorf("%w: decode the evolved schema of prepared segment %d: %w", errPermanent, i, err)
+		}
+		st, err := tx.StagedTable()
+		if err != nil {
+			return fmt.Errorf("stage schema change: %w", err)
+		}
+		if !sameFields(st.Schema(), want) {
+			got, _ := json.Marshal(st.Schema())
+			exp, _ := json.Marshal(want)
+			return fmt.Errorf("%w: the schema change of segment %d (%s) gives %s on the table as it is, the prepared files were written with %s: the table's schema was changed by another writer",
+				errPermanent, i, describeOps(seg.Changes), got, exp)
+		}
+		log.Info("schema change applied", zap.String("changes", describeOps(seg.Changes)), zap.Int("schema_id", st.Schema().ID))
+		return nil
+	}
 	var nData, nDels int
 	if pt.Mode == ModeAppend {
-		// A changelog has no deletes: all segments go in one append.
+		// A changelog has no deletes: the segments between two schema
+		// changes go in one append.
 		var data []iceberg.DataFile
-		for _, seg := range pt.Segments {
-			files, err := decode(seg.Data)
+		appendData := func() error {
+			if len(data) == 0 {
+				return nil
+			}
+			nData += len(data)
+			if err := tx.AddDataFiles(ctx, data, props, table.WithoutDuplicateCheck()); err != nil {
+				return fmt.Errorf("stage append: %w", err)
+			}
+			data = nil
+			return nil
+		}
+		for i, seg := range pt.Segments {
+			if len(seg.Changes) > 0 {
+				if err := appendData(); err != nil {
+					return err
+				}
+				if err := evolveTo(i); err != nil {
+					return err
+				}
+			}
+			files, err := decode(i, seg.Data)
 			if err != nil {
 				return err
 			}
 			data = append(data, files...)
 		}
-		nData = len(data)
-		if err := tx.AddDataFiles(ctx, data, props, table.WithoutDuplicateCheck()); err != nil {
-			return fmt.Errorf("stage append: %w", err)
+		if err := appendData(); err != nil {
+			return err
 		}
 	} else {
 		for i, seg := range pt.Segments {
-			data, err := decode(seg.Data)
+			if err := evolveTo(i); err != nil {
+				return err
+			}
+			data, err := decode(i, seg.Data)
 			if err != nil {
 				return err
 			}
-			dels, err := decode(seg.Deletes)
+			dels, err := decode(i, seg.Deletes)
 			if err != nil {
 				return err
 			}
@@ -676,11 +893,52 @@ func (s *Sink) tryCommit(ctx context.Context, c pipeline.Commit, pt preparedTabl
 	}
 	log.Info("committed", zap.Int64("rows", pt.Rows), zap.Int64("delete_keys", pt.DeleteRows),
 		zap.Int("segments", len(pt.Segments)), zap.Int("data_files", nData), zap.Int("delete_files", nDels), zap.Duration("took", time.Since(started)))
-	// Later prepares write against the new metadata.
-	if t, ok := s.targets[pt.Namespace+"."+pt.Name]; ok && fresh != nil {
-		t.tbl = fresh
+	if fresh != nil {
+		s.committedTo(pt, fresh)
 	}
 	return nil
+}
+
+// committedTo makes later prepares of pt's table write against tbl, which
+// holds the checkpoint and its schema change: Prepare attached what was
+// staged, and nothing was written since. The placeholders of columns
+// added and dropped within the checkpoint are deleted by the next one.
+func (s *Sink) committedTo(pt preparedTable, tbl *table.Table) {
+	t, ok := s.targets[pt.Namespace+"."+pt.Name]
+	if !ok {
+		return
+	}
+	if t.wtbl != t.tbl && !sameFields(tbl.Schema(), t.wtbl.Schema()) {
+		// Cannot happen: the commit applied what was staged. Keep writing
+		// against the staged schema rather than against another one.
+		t.logger.Warn("committed schema differs from the staged one", zap.Int("schema_id", tbl.Schema().ID))
+		return
+	}
+	t.tbl, t.wtbl = tbl, tbl
+	if len(t.ghosts) == 0 {
+		return
+	}
+	var ops []schemaOp
+	for _, id := range t.ghosts {
+		if f, ok := tbl.Schema().FindFieldByID(id); ok {
+			ops = append(ops, schemaOp{Op: "delete", Name: f.Name})
+		}
+	}
+	t.ghosts = nil
+	if len(ops) == 0 {
+		return
+	}
+	wtbl, err := stageOps(tbl, ops)
+	if err == nil {
+		t.wtbl = wtbl
+		err = t.rebuild(t.src)
+	}
+	if err != nil {
+		// The placeholders stay (NULL columns); a later run drops them.
+		t.logger.Warn("cannot stage the deletion of dropped columns", zap.Error(err))
+		t.wtbl = tbl
+		_ = t.rebuild(t.src)
+	}
 }
 
 var _ pipeline.Sink = (*Sink)(nil)

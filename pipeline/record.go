@@ -118,6 +118,11 @@ type Schema struct {
 	Columns []Column
 	Key     []int // indexes into Columns of the primary key, in key order
 	Version int
+	// Renamed names the columns renamed since the previous Version, new
+	// name -> old name; nil when none were. Without it a rename looks
+	// like a dropped and an added column: consumers that keep data by
+	// column name (the lake) use it to carry the values over.
+	Renamed map[string]string
 }
 
 // ColumnIndex returns the index of the named column or -1.

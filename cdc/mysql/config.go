@@ -55,7 +55,21 @@ type Config struct {
 	// ReconnectTimeout is how long a lost binlog stream is retried, with
 	// backoff from 250ms to 30s, before the run fails; default 5m.
 	ReconnectTimeout time.Duration `yaml:"reconnect_timeout"`
+	// DDL says what a DDL statement on a captured table does: "evolve"
+	// (default) changes the lake tables' schemas with it and fails the run
+	// on a change they cannot follow (a type change beyond widening, a
+	// changed primary key, TRUNCATE, DROP or RENAME of the table); "skip"
+	// does the same but leaves out what the lake cannot follow, logging
+	// it; "fail" fails the run on any DDL of a captured table. See doc.go.
+	DDL string `yaml:"ddl"`
 }
+
+// DDL policies.
+const (
+	DDLEvolve = "evolve"
+	DDLSkip   = "skip"
+	DDLFail   = "fail"
+)
 
 // Snapshot modes.
 const (
@@ -88,6 +102,10 @@ func (c *Config) Defaults() {
 	}
 	if c.ReconnectTimeout == 0 {
 		c.ReconnectTimeout = 5 * time.Minute
+	}
+	c.DDL = strings.ToLower(strings.TrimSpace(c.DDL))
+	if c.DDL == "" {
+		c.DDL = DDLEvolve
 	}
 }
 
@@ -146,6 +164,11 @@ func (c *Config) Validate() error {
 	}
 	if c.ReconnectTimeout < 0 {
 		return fmt.Errorf("%s.reconnect_timeout: must not be negative, got %s", prefix, c.ReconnectTimeout)
+	}
+	switch c.DDL {
+	case DDLEvolve, DDLSkip, DDLFail:
+	default:
+		return fmt.Errorf("%s.ddl: %q is not one of \"evolve\", \"skip\", \"fail\"", prefix, c.DDL)
 	}
 	for name, cols := range c.Keys {
 		if !strings.Contains(name, ".") {

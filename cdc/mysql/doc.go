@@ -6,9 +6,11 @@
 //
 // Open checks log_bin=ON, binlog_format=ROW and binlog_row_image=FULL (and
 // gtid_mode=ON on MySQL) and names every setting that must change.
-// binlog_row_metadata=FULL is recommended on MariaDB but not required:
-// column names, types, signedness and ENUM/SET members come from
-// information_schema. The user needs SELECT, REPLICATION SLAVE and
+// binlog_row_metadata=FULL is strongly recommended: with it every table
+// map event names its columns, and the source reads each table's shape
+// at each point of the binlog from the binlog itself (see DDL). Without
+// it, shapes come from information_schema (see DDL for what that costs),
+// and Open logs a warning. The user needs SELECT, REPLICATION SLAVE and
 // REPLICATION CLIENT (MariaDB: also BINLOG MONITOR).
 //
 // # Tables and types
@@ -17,7 +19,9 @@
 // matching table is loaded from information_schema at Open (columns in
 // ordinal order, primary key in key order); at least one must exist, and a
 // matching table without a primary key is refused. Tables created later
-// that match are loaded when their first rows arrive. Types map as:
+// that match are captured from their first rows, with the shape and
+// primary key of their table map event (information_schema without
+// binlog_row_metadata=FULL). Types map as:
 //
 //	tinyint, smallint, mediumint, int, year  int32 (int unsigned: int64)
 //	bigint                                   int64
@@ -54,21 +58,96 @@
 // "txn": T, "skip": k}: on restore the stream restarts at S, T is read
 // again and its first k captured rows, delivered before, are dropped. So a
 // restore neither repeats nor loses rows, at any cut. This relies on the
-// table patterns and the binlog being the same on restore.
+// table patterns and the binlog being the same on restore. Column renames
+// of DDL before S that wait for their table's next rows (see DDL) are in
+// the state too, as "renames".
 //
 // The first start begins at Config.StartGTID, or else at the server's
 // current position (@@gtid_current_pos on MariaDB, @@gtid_executed on
 // MySQL) as Open reads it.
 //
+// # DDL
+//
+// A table's schema (pipeline.Schema) changes at the point of the binlog
+// where its shape changed, and only there: the records before carry the
+// old *Schema, the records after a new one with a higher Version. The
+// shape is that of the table map event in front of each rows event; with
+// binlog_row_metadata=FULL it names the columns and carries their types,
+// signedness, character sets, ENUM/SET members and the primary key, so
+// the shape is right wherever the stream is, whatever information_schema
+// says now (a restart from before a DDL replays the old shapes). A table
+// map with a new table id is compared with the table's shape; an
+// unchanged id and layout is not.
+//
+// Query events are read for the statements that matter (a small parser,
+// not a SQL grammar): ALTER TABLE, CREATE TABLE, DROP TABLE, TRUNCATE,
+// RENAME TABLE and DROP DATABASE of a captured table. A table map names
+// columns but cannot tell a rename from a dropped and an added column, so
+// RENAME COLUMN a TO b and CHANGE a b ... are taken from the ALTER TABLE
+// and announced in Schema.Renamed (new name -> old name) of the next
+// version; the lake carries the column's values over. Renames pending
+// between a DDL and the next rows are part of the checkpoint state, so a
+// restore in between still announces them.
+//
+// Config.DDL decides what a DDL of a captured table does:
+//
+//   - evolve (default): the shape changes as above. A change the lake's
+//     Iceberg tables cannot follow fails the run with an error naming the
+//     table, the column, the change, the binlog position (GTID and
+//     file:position), the DDL statement and the remedy: a type change
+//     other than a widening (int to bigint, float to double, a decimal's
+//     precision while it stays within 18 digits, its scale unchanged), a
+//     type change of a primary key column, a changed or dropped primary
+//     key, a swap of two column names, and TRUNCATE, DROP TABLE, CREATE OR
+//     REPLACE TABLE, DROP DATABASE and RENAME TABLE of a captured table
+//     (the lake would keep rows the source no longer has; the table's
+//     rows are lost to the lake's history under its old name).
+//   - skip: as evolve, but what the lake cannot follow is left out and
+//     logged: a column whose type changed beyond widening keeps its old
+//     type and is NULL from then on; a changed primary key stays the old
+//     one while its columns exist (a dropped key column cannot be
+//     skipped); a key column's widened type stays narrow (a value that
+//     does not fit fails the run); TRUNCATE, DROP, RENAME of a table are
+//     ignored, and the lake keeps its rows.
+//   - fail: any of the statements above on a captured table fails the
+//     run, naming the statement and its position.
+//
+// Whatever the policy, a narrower type (bigint to int, double to float, a
+// smaller decimal precision) keeps the wider type, whose column holds the
+// values; a column becoming NULL-able or NOT NULL, a longer VARCHAR, new
+// ENUM members or a reordered column change nothing the lake cannot take.
+//
+// A table whose initial snapshot is being read reads its shape from
+// information_schema at the ALTER TABLE, and its chunks read since then
+// (with the old column list) are read again with the new one.
+//
+// A CREATE TABLE of a matching name starts capturing the table from its
+// first rows (its existing rows, from CREATE ... SELECT, are row events
+// too); a table renamed onto a captured name (an online schema change
+// tool's swap) is read afresh from its next rows, with the rows it held
+// before not read.
+//
+// Limits: without binlog_row_metadata=FULL the new shape is read from
+// information_schema when the DDL is read, which is right only when the
+// binlog is read as it is written (a restart from before several DDL, or
+// a lag, gives the last shape too early; rows whose column count or
+// types do not match fail the run rather than land in wrong columns). A
+// column added with a value for the existing rows (a DEFAULT, NOT NULL's
+// implicit one, a generated column) has that value at the source but
+// NULL in the lake for the rows that existed before, until they change:
+// the binlog does not carry the backfill, and Iceberg v2 tables have no
+// column defaults; the source logs a warning. A shape change is seen with
+// the table's next rows: a DROP COLUMN with no rows after it leaves the
+// lake's column until rows come. A column dropped and added again under
+// its name between two rows of the table is taken for the same column (a
+// table map cannot tell): the lake keeps its earlier rows' values, where
+// the source has NULL or the default.
+//
 // # Not done yet
 //
-//   - snapshots (the lock-free chunked initial load): only changes after
-//     the start position are streamed; AvailableNow is refused;
-//   - DDL: schemas are read once per table; a change of a captured table's
-//     shape fails the run when the column count differs and is not
-//     detected otherwise; TRUNCATE is not seen;
-//   - reconnects and heartbeats: go-mysql's retry is disabled, a broken
-//     stream fails Read and the runner restarts from the last checkpoint;
+//   - DDL: see its limits above; DDL on a table whose snapshot is still
+//     being read beyond an ALTER TABLE (TRUNCATE, DROP, RENAME under
+//     ddl: skip) fails the snapshot's next chunk;
 //   - TLS and unix sockets for the binlog connection;
 //   - memory: a transaction's captured rows are held until its commit;
 //   - MySQL (as opposed to MariaDB) is implemented but was not run against

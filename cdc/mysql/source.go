@@ -49,6 +49,19 @@ type Source struct {
 	streamer *replication.BinlogStreamer
 
 	tables map[string]*table // "db\x00table" -> captured table; nil value: not captured
+	// fullMeta: the server names the columns in table map events
+	// (binlog_row_metadata=FULL), so shapes are read from the binlog.
+	fullMeta bool
+	// pending are the column renames DDL announced that no change of
+	// shape has taken up yet, by table key (new name -> old name). The
+	// map is replaced, never changed, so that a transaction can keep the
+	// one from before it (txn.renames).
+	pending map[string]map[string]string
+	// versions is the last schema version handed out per table key, so
+	// that a re-created or re-read table continues the numbering.
+	versions map[string]int
+	// lastDDL is the DDL that announced a table's next change, for errors.
+	lastDDL map[string]ddlAt
 
 	// set is the GTID set after the last transaction received complete.
 	set gomysql.GTIDSet
@@ -104,6 +117,8 @@ type txn struct {
 	n        int    // records captured so far, skipped ones included
 	skipped  int    // leading records dropped because a restored state covers them
 	after    string // GTID set once this transaction is complete
+	// renames are the Source's pending renames before this transaction.
+	renames map[string]map[string]string
 }
 
 type tableRec struct {
@@ -147,6 +162,9 @@ type state struct {
 	// Snapshot is the initial snapshot's progress, absent once it is done
 	// (or when there is none).
 	Snapshot *snapState `json:"snapshot,omitempty"`
+	// Renames are column renames of DDL before GTID whose change of
+	// shape is after it, by "db\x00table" (new name -> old name).
+	Renames map[string]map[string]string `json:"renames,omitempty"`
 }
 
 // Open implements pipeline.Source: it checks the server, loads the schemas
@@ -186,6 +204,12 @@ func (s *Source) Open(ctx context.Context, opts pipeline.OpenOptions) (err error
 	if err := checkSettings(s.flavor, vars); err != nil {
 		return err
 	}
+	s.fullMeta = vars["binlog_row_metadata"] == "FULL"
+	if !s.fullMeta {
+		s.log.Warn("binlog_row_metadata is not FULL: after a DDL the source reads the table's shape from information_schema, which is right only when the binlog is read as it is written; set binlog_row_metadata=FULL",
+			zap.String("binlog_row_metadata", vars["binlog_row_metadata"]))
+	}
+	s.versions, s.lastDDL, s.pending = map[string]int{}, map[string]ddlAt{}, nil
 
 	if err := s.loadTables(ctx); err != nil {
 		return err
@@ -220,6 +244,9 @@ func (s *Source) Open(ctx context.Context, opts pipeline.OpenOptions) (err error
 	s.set = set
 	s.delivered = set.String()
 	s.resumeTxn, s.resumeSkip = st.Txn, st.Skip
+	if len(st.Renames) > 0 {
+		s.pending = st.Renames
+	}
 	s.cur, s.ready, s.headSent, s.readyN = nil, nil, 0, 0
 
 	if err := s.openSnapshot(ctx, fresh, st.Snapshot); err != nil {
@@ -465,25 +492,44 @@ func (s *Source) loadTables(ctx context.Context) error {
 			return err
 		}
 		s.tables[n[0]+"\x00"+n[1]] = t
+		s.versions[n[0]+"\x00"+n[1]] = t.schema.Version
 	}
 	return nil
 }
 
-// tableFor returns the captured table or nil. Tables created after Open
-// that match are loaded on first sight.
-func (s *Source) tableFor(ctx context.Context, db, name string) (*table, error) {
-	k := db + "\x00" + name
+// tableFor returns the captured table of a table map event, or nil.
+// Tables created after Open that match are loaded on first sight, from
+// the event when it names the columns.
+func (s *Source) tableFor(ctx context.Context, k string, tm *replication.TableMapEvent) (*table, error) {
 	if t, ok := s.tables[k]; ok {
 		return t, nil
 	}
+	db, name := string(tm.Schema), string(tm.Table)
+	if !s.match.match(db, name) {
+		s.tables[k] = nil
+		return nil, nil
+	}
 	var t *table
-	if s.match.match(db, name) {
-		var err error
+	var err error
+	if hasNames(tm) {
+		t, err = tableFromMap(pipeline.TableID{Namespace: db, Name: name}, tm, s.cfg.Keys[db+"."+name])
+		if errors.Is(err, errNoKey) {
+			t, err = nil, nil // information_schema says which key, or why none
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if t == nil {
 		if t, err = loadTable(ctx, s.db, db, name, s.cfg.Keys[db+"."+name]); err != nil {
 			return nil, err
 		}
 	}
+	s.versions[k]++
+	t.schema.Version = s.versions[k]
 	s.tables[k] = t
+	s.log.Info("capturing table", zap.String("table", t.schema.Table.String()), zap.Int("schema_version", t.schema.Version),
+		zap.Int("columns", len(t.schema.Columns)))
 	return t, nil
 }
 
@@ -627,8 +673,13 @@ func (s *Source) emitChunks(ctx context.Context) (bool, error) {
 		}
 		sn.inflight[0] = nil
 		sn.inflight = sn.inflight[1:]
+		c.t.used = true
 		recs := chunkRecs(c)
-		s.ready = append(s.ready, &txn{chunk: c, recs: recs, after: s.set.String()})
+		renames := s.pending
+		if s.cur != nil {
+			renames = s.cur.renames
+		}
+		s.ready = append(s.ready, &txn{chunk: c, recs: recs, after: s.set.String(), renames: renames})
 		s.readyN += len(recs)
 		emitted = true
 	}
@@ -787,13 +838,13 @@ func (s *Source) handle(ctx context.Context, ev *replication.BinlogEvent) error 
 		// A transaction begins (MariaDB writes no BEGIN); a standalone
 		// event group (DDL) has no terminating COMMIT or XID: it ends with
 		// its one statement.
-		s.cur = &txn{gtid: e.GTID.String(), explicit: !e.IsStandalone()}
+		s.cur = &txn{gtid: e.GTID.String(), explicit: !e.IsStandalone(), renames: s.pending}
 	case *replication.GTIDEvent:
 		next, err := e.GTIDNext()
 		if err != nil {
 			return fmt.Errorf("mysql: GTID event: %w", err)
 		}
-		s.cur = &txn{gtid: next.String()}
+		s.cur = &txn{gtid: next.String(), renames: s.pending}
 	case *replication.QueryEvent:
 		if s.cur == nil {
 			return nil
@@ -807,7 +858,11 @@ func (s *Source) handle(ctx context.Context, ev *replication.BinlogEvent) error 
 			// non-transactional tables rolled back: those changes stay.
 			return s.commit()
 		case !s.cur.explicit:
-			return s.commit() // DDL or another single-statement transaction
+			// DDL or another single-statement transaction.
+			if err := s.ddl(ctx, e); err != nil {
+				return err
+			}
+			return s.commit()
 		}
 		// SAVEPOINT and such inside a transaction.
 	case *replication.XIDEvent:
@@ -828,13 +883,18 @@ func (s *Source) handle(ctx context.Context, ev *replication.BinlogEvent) error 
 }
 
 func (s *Source) rows(ctx context.Context, h *replication.EventHeader, e *replication.RowsEvent) error {
-	t, err := s.tableFor(ctx, string(e.Table.Schema), string(e.Table.Table))
+	k := string(e.Table.Schema) + "\x00" + string(e.Table.Table)
+	t, err := s.tableFor(ctx, k, e.Table)
 	if err != nil || t == nil {
 		return err
 	}
 	if s.cur == nil {
 		return fmt.Errorf("mysql: rows of %s outside a GTID transaction", t.schema.Table)
 	}
+	if t, err = s.checkShape(ctx, k, t, e.Table); err != nil {
+		return err
+	}
+	t.used = true
 	for _, sk := range e.SkippedColumns {
 		if len(sk) > 0 {
 			return fmt.Errorf("mysql: rows of %s lack columns: the writing session does not use binlog_row_image=FULL", t.schema.Table)
@@ -913,6 +973,16 @@ func (s *Source) commit() error {
 // last batch ended inside transaction gtid after its n-th captured record.
 func (s *Source) Snapshot() (checkpoint.Position, error) {
 	st := state{GTID: s.delivered}
+	// The renames pending where the state points: before the first
+	// transaction not wholly delivered.
+	switch {
+	case len(s.ready) > 0:
+		st.Renames = s.ready[0].renames
+	case s.cur != nil:
+		st.Renames = s.cur.renames
+	default:
+		st.Renames = s.pending
+	}
 	snap, err := marshalSnap(s.snapTodo, s.snapAfter)
 	if err != nil {
 		return checkpoint.Position{}, err

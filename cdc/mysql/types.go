@@ -24,12 +24,25 @@ type colInfo struct {
 	values   []string // ENUM and SET members, in declaration order
 	padTo    int      // BINARY(n): n (the binlog drops trailing zero bytes)
 	spatial  bool     // geometry: strip the SRID to leave WKB
+	// null: the column's values are left out (a type change the lake
+	// cannot follow, under ddl: skip); it is NULL.
+	null bool
 }
 
 // table is a captured table: its schema and per-column conversion details.
 type table struct {
 	schema *pipeline.Schema
 	cols   []colInfo
+	// The table map event the shape was last checked against: its table
+	// id, column types, metadata and nullability (see sameLayout).
+	tmID    uint64
+	tmTypes []byte
+	tmMeta  []uint16
+	tmNull  []byte
+	// used: rows were converted with the table. A table never used (read
+	// from information_schema at Open, which may be ahead of the binlog)
+	// is replaced by the binlog's shape without a change being judged.
+	used bool
 }
 
 // loadTable reads a table's columns and primary key from information_schema.
@@ -215,7 +228,7 @@ func parseMembers(colType string) ([]string, error) {
 // convertRow converts one go-mysql row image to pipeline values.
 func (t *table) convertRow(row []any) ([]any, error) {
 	if len(row) != len(t.cols) {
-		return nil, fmt.Errorf("mysql: table %s: binlog row has %d columns, information_schema %d: the table changed shape, and DDL is not supported yet",
+		return nil, fmt.Errorf("mysql: table %s: binlog row has %d columns, the table's schema %d: the table changed shape unnoticed (set binlog_row_metadata=FULL)",
 			t.schema.Table, len(row), len(t.cols))
 	}
 	out := make([]any, len(row))
@@ -263,7 +276,7 @@ func toInt64(v any) (int64, bool) {
 }
 
 func convert(c *pipeline.Column, ci *colInfo, v any) (any, error) {
-	if v == nil {
+	if v == nil || ci.null {
 		return nil, nil
 	}
 	switch ci.dataType {
@@ -325,13 +338,20 @@ func convert(c *pipeline.Column, ci *colInfo, v any) (any, error) {
 		}
 		return pipeline.Decimal{Unscaled: bi.Int64(), Scale: int32(c.Scale)}, nil
 	case "float":
+		var f float32
 		switch x := v.(type) {
 		case float32:
-			return x, nil
+			f = x
 		case float64:
-			return float32(x), nil
+			f = float32(x)
+		default:
+			return nil, badValue(v)
 		}
-		return nil, badValue(v)
+		if c.Type == pipeline.TypeFloat64 {
+			// A DOUBLE column narrowed to FLOAT: the lake keeps double.
+			return float64(f), nil
+		}
+		return f, nil
 	case "double", "real", "double precision":
 		switch x := v.(type) {
 		case float64:

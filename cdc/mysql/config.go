@@ -55,6 +55,8 @@ type Config struct {
 	// ReconnectTimeout is how long a lost binlog stream is retried, with
 	// backoff from 250ms to 30s, before the run fails; default 5m.
 	ReconnectTimeout time.Duration `yaml:"reconnect_timeout"`
+	// TLS, when set, encrypts every connection to the server.
+	TLS *TLSConfig `yaml:"tls"`
 	// DDL says what a DDL statement on a captured table does: "evolve"
 	// (default) changes the lake tables' schemas with it and fails the run
 	// on a change they cannot follow (a type change beyond widening, a
@@ -161,6 +163,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Heartbeat < 100*time.Millisecond {
 		return fmt.Errorf("%s.heartbeat: must be at least 100ms, got %s", prefix, c.Heartbeat)
+	}
+	if c.TLS != nil {
+		if err := c.TLS.validate(); err != nil {
+			return err
+		}
 	}
 	if c.ReconnectTimeout < 0 {
 		return fmt.Errorf("%s.reconnect_timeout: must not be negative, got %s", prefix, c.ReconnectTimeout)

@@ -148,8 +148,20 @@
 //   - DDL: see its limits above; DDL on a table whose snapshot is still
 //     being read beyond an ALTER TABLE (TRUNCATE, DROP, RENAME under
 //     ddl: skip) fails the snapshot's next chunk;
-//   - TLS and unix sockets for the binlog connection;
+//   - unix sockets for the binlog connection (TCP only);
 //   - memory: a transaction's captured rows are held until its commit;
-//   - MySQL (as opposed to MariaDB) is implemented but was not run against
-//     a real server in tests.
+//   - the initial snapshot on MySQL (as opposed to MariaDB): MySQL reports
+//     no binlog position for a consistent snapshot, so snapshot modes other
+//     than never are refused there;
+//   - MySQL streaming is implemented but was not run against a real server
+//     in tests (no Docker for Testcontainers on our machines).
+//
+// # TLS
+//
+// A source.mysql.tls section (ca, cert/key, server_name,
+// insecure_skip_verify) puts every connection on TLS 1.2+: metadata
+// queries, snapshot chunks and the binlog stream. The server's certificate
+// is verified against ca (or the system roots) for the DSN's host unless
+// server_name says otherwise; TestTLS runs it with a user the server
+// admits only over TLS.
 package mysql

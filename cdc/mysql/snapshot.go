@@ -2,6 +2,7 @@ package mysql
 
 import (
 	"context"
+	"crypto/tls"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -170,7 +171,7 @@ func decodeKey(kv []keyValue) ([]any, error) {
 // openSnapshotDB opens the pool chunk reads use: sessions in UTC so that
 // TIMESTAMP text is UTC, values as text (no parseTime) so that they take
 // the same conversions as binlog values.
-func openSnapshotDB(dsn string, parallel int) (*sql.DB, error) {
+func openSnapshotDB(dsn string, tlsCfg *tls.Config, parallel int) (*sql.DB, error) {
 	dc, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("%s.dsn: %v", prefix, err)
@@ -180,10 +181,12 @@ func openSnapshotDB(dsn string, parallel int) (*sql.DB, error) {
 		dc.Params = map[string]string{}
 	}
 	dc.Params["time_zone"] = "'+00:00'"
-	db, err := sql.Open("mysql", dc.FormatDSN())
+	dc.TLS = tlsCfg
+	conn, err := mysql.NewConnector(dc)
 	if err != nil {
-		return nil, fmt.Errorf("mysql: %w", err)
+		return nil, fmt.Errorf("%s.dsn: %v", prefix, err)
 	}
+	db := sql.OpenDB(conn)
 	// One connection per chunk being read, plus one for planning.
 	db.SetMaxOpenConns(parallel + 1)
 	db.SetMaxIdleConns(parallel + 1)

@@ -2,6 +2,7 @@ package mysql
 
 import (
 	"context"
+	"crypto/tls"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -101,6 +102,8 @@ type Source struct {
 	lostErr error
 	backoff time.Duration
 	log     *zap.Logger
+	// tls is the built TLS configuration (nil: plain connections).
+	tls *tls.Config
 	// The binlog connection's address and credentials, for reconnects.
 	host string
 	port uint16
@@ -186,10 +189,17 @@ func (s *Source) Open(ctx context.Context, opts pipeline.OpenOptions) (err error
 	if err != nil {
 		return fmt.Errorf("%s.dsn: %v", prefix, err)
 	}
-	db, err := sql.Open("mysql", s.cfg.DSN)
-	if err != nil {
-		return fmt.Errorf("mysql: %w", err)
+	if s.cfg.TLS != nil {
+		if s.tls, err = s.cfg.TLS.build(host); err != nil {
+			return err
+		}
+		dc.TLS = s.tls
 	}
+	conn, err := mysql.NewConnector(dc)
+	if err != nil {
+		return fmt.Errorf("%s.dsn: %v", prefix, err)
+	}
+	db := sql.OpenDB(conn)
 	db.SetMaxOpenConns(2)
 	s.db = db
 
@@ -279,6 +289,7 @@ func (s *Source) startStream() error {
 		Password:        s.pass,
 		UseDecimal:      true,
 		ParseTime:       true,
+		TLSConfig:       s.tls,
 		HeartbeatPeriod: s.cfg.Heartbeat,
 		// Three missed heartbeats: the connection is dead.
 		ReadTimeout: 3 * s.cfg.Heartbeat,
@@ -367,7 +378,7 @@ func (s *Source) openSnapshot(ctx context.Context, fresh bool, st *snapState) er
 	if s.flavor == gomysql.MySQLFlavor {
 		return fmt.Errorf("%s.snapshot: %q needs the binlog position of a consistent snapshot, which only MariaDB reports (binlog_snapshot_file); on MySQL set snapshot: never for now", prefix, s.cfg.Snapshot)
 	}
-	sdb, err := openSnapshotDB(s.cfg.DSN, s.cfg.SnapshotParallel)
+	sdb, err := openSnapshotDB(s.cfg.DSN, s.tls, s.cfg.SnapshotParallel)
 	if err != nil {
 		return err
 	}

@@ -29,6 +29,13 @@ type MySQL struct {
 	// SLAVE, REPLICATION CLIENT, BINLOG MONITOR on *.*.
 	CDCUser     string
 	CDCPassword string
+	// CACert is the PEM file of the CA that signed the server's TLS
+	// certificate (for 127.0.0.1 and localhost). The server offers TLS
+	// and does not require it; TLSUser may connect only with TLS and has
+	// CDCUser's privileges.
+	CACert      string
+	TLSUser     string
+	TLSPassword string
 }
 
 // Addr is host:port.
@@ -48,9 +55,10 @@ func (m *MySQL) dsn(user, pass string) string {
 }
 
 type mariaServer struct {
-	proc  *proc
-	port  int
-	admin *sql.DB
+	proc   *proc
+	port   int
+	admin  *sql.DB
+	caCert string
 }
 
 var mariaShared shared[*mariaServer]
@@ -60,6 +68,8 @@ const (
 	mariaPass    = "sluice-test"
 	mariaCDCUser = "cdc"
 	mariaCDCPass = "cdc-test"
+	mariaTLSUser = "cdctls"
+	mariaTLSPass = "cdctls-test"
 )
 
 // MariaDB returns a fresh database on this test binary's MariaDB server,
@@ -97,6 +107,7 @@ func MariaDB(t testing.TB) *MySQL {
 	return &MySQL{
 		Host: "127.0.0.1", Port: srv.port, User: mariaUser, Password: mariaPass, Database: name,
 		CDCUser: mariaCDCUser, CDCPassword: mariaCDCPass,
+		CACert: srv.caCert, TLSUser: mariaTLSUser, TLSPassword: mariaTLSPass,
 	}
 }
 
@@ -107,6 +118,11 @@ func startMariaDB(mariadbd, installDB string) (*mariaServer, error) {
 		return nil, err
 	}
 	data, sock, errLog := filepath.Join(dir, "data"), filepath.Join(dir, "mysqld.sock"), filepath.Join(dir, "error.log")
+	caCert, srvCert, srvKey, err := writeTestCA(dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("TLS certificates: %w", err)
+	}
 	userArg := []string{}
 	if os.Geteuid() == 0 {
 		userArg = []string{"--user=root"} // mariadbd refuses root otherwise
@@ -130,7 +146,8 @@ func startMariaDB(mariadbd, installDB string) (*mariaServer, error) {
 			"--bind-address=127.0.0.1", "--port="+strconv.Itoa(port), "--skip-name-resolve",
 			"--log-bin="+filepath.Join(data, "binlog"), "--binlog-format=ROW", "--binlog-row-image=FULL",
 			"--binlog-row-metadata=FULL", "--server-id=1", "--gtid-strict-mode=ON",
-			"--innodb-buffer-pool-size=64M", "--log-error="+errLog)
+			"--innodb-buffer-pool-size=64M", "--log-error="+errLog,
+			"--ssl-ca="+caCert, "--ssl-cert="+srvCert, "--ssl-key="+srvKey)
 		// SIGKILL: throwaway data, and an InnoDB shutdown takes a while.
 		return startProc("mariadbd", filepath.Join(dir, "stdout.log"), nil, syscall.SIGKILL, []string{errLog}, mariadbd, args...)
 	}, func(int) func(ctx context.Context) error {
@@ -159,6 +176,8 @@ func startMariaDB(mariadbd, installDB string) (*mariaServer, error) {
 		fmt.Sprintf("GRANT ALL PRIVILEGES ON *.* TO %s@'127.0.0.1' WITH GRANT OPTION", mariaUser),
 		fmt.Sprintf("CREATE USER %s@'127.0.0.1' IDENTIFIED BY '%s'", mariaCDCUser, mariaCDCPass),
 		fmt.Sprintf("GRANT SELECT, RELOAD, REPLICATION SLAVE, REPLICATION CLIENT, BINLOG MONITOR ON *.* TO %s@'127.0.0.1'", mariaCDCUser),
+		fmt.Sprintf("CREATE USER %s@'127.0.0.1' IDENTIFIED BY '%s' REQUIRE SSL", mariaTLSUser, mariaTLSPass),
+		fmt.Sprintf("GRANT SELECT, RELOAD, REPLICATION SLAVE, REPLICATION CLIENT, BINLOG MONITOR ON *.* TO %s@'127.0.0.1'", mariaTLSUser),
 	} {
 		if _, err := admin.ExecContext(ctx, q); err != nil {
 			stop()
@@ -167,5 +186,5 @@ func startMariaDB(mariadbd, installDB string) (*mariaServer, error) {
 	}
 	atExit(stop)
 	logStart("MariaDB", p, port, began)
-	return &mariaServer{proc: p, port: port, admin: admin}, nil
+	return &mariaServer{proc: p, port: port, admin: admin, caCert: caCert}, nil
 }

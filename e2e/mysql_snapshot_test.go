@@ -239,8 +239,8 @@ log: {format: json}
 	changes := 0
 	stop := make(chan struct{})
 	wlDone := make(chan error, 1)
+	wrng := rand.New(rand.NewPCG(rng.Uint64(), 8)) // the workload's own: rng stays on this goroutine
 	go func() {
-		wrng := rand.New(rand.NewPCG(rng.Uint64(), 8))
 		for {
 			select {
 			case <-stop:

@@ -291,6 +291,11 @@ func (s *Source) startStream() error {
 		ParseTime:       true,
 		TLSConfig:       s.tls,
 		HeartbeatPeriod: s.cfg.Heartbeat,
+		// go-mysql decodes ahead into a queue of this many events. Its
+		// default (10,240) holds up to a gigabyte of decoded rows when the
+		// pipeline is slower than decoding; a short queue keeps the reader
+		// busy without that.
+		EventCacheCount: 128,
 		// Three missed heartbeats: the connection is dead.
 		ReadTimeout: 3 * s.cfg.Heartbeat,
 		// Reconnects are the source's own (Read), with backoff and from

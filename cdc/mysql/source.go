@@ -98,10 +98,11 @@ type Source struct {
 	snapTotal atomic.Int64
 	// Reconnect bookkeeping: when and why the stream was lost, and the
 	// next wait.
-	lostAt  time.Time
-	lostErr error
-	backoff time.Duration
-	log     *zap.Logger
+	lostAt     time.Time
+	lostErr    error
+	reconnects int // attempts, for tests and logs
+	backoff    time.Duration
+	log        *zap.Logger
 	// tls is the built TLS configuration (nil: plain connections).
 	tls *tls.Config
 	// The binlog connection's address and credentials, for reconnects.
@@ -732,6 +733,7 @@ func (s *Source) reconnect(ctx context.Context) error {
 		return ctx.Err()
 	}
 	s.backoff = min(2*wait, reconnectMax)
+	s.reconnects++
 	if err := s.startStream(); err != nil {
 		if time.Since(s.lostAt) > s.cfg.ReconnectTimeout {
 			return fmt.Errorf("mysql: binlog stream lost %s ago and not back: %w (last error: %v)",

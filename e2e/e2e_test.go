@@ -168,7 +168,19 @@ func startRateLimitedDaemon(t *testing.T, maxRecords int, rate int) (*job, *exec
 	j := newJob(t, 30_000, maxRecords, "")
 	rewrite(t, j.path, "    total: 30000\n", fmt.Sprintf("    total: 30000\n    rate: %d\n", rate))
 	cmd := startDaemon(t, j)
-	time.Sleep(700 * time.Millisecond)
+	// The daemon answers savepoint requests once its control socket is
+	// up; on a loaded machine that can take seconds, so wait for it rather
+	// than for a fixed time.
+	sock := filepath.Join(j.dir, "state", "control.sock")
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon opened no control socket at %s in a minute", sock)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // some records in flight
 	return j, cmd
 }
 

@@ -9,7 +9,6 @@ import (
 	"math"
 	"math/bits"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -381,30 +380,7 @@ func childEnv(arena1 bool) []string {
 // runSluice runs the binary with exactly env and measures it: wall time,
 // the job's own time from its log, CPU time and VmHWM.
 func (cs *chainSetup) runSluice(ctx context.Context, env []string, args ...string) (measured, []byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, cs.bin, args...)
-	cmd.Env = env
-	var logs bytes.Buffer
-	cmd.Stderr = &logs
-	s0 := cs.server.serverCPU()
-	started := time.Now()
-	if err := cmd.Start(); err != nil {
-		return measured{}, nil, err
-	}
-	peak := watchPeakRSS(cmd.Process.Pid)
-	err := cmd.Wait()
-	m := measured{wall: time.Since(started), peak: peak(), server: cs.server.serverCPU() - s0}
-	if err != nil {
-		return m, logs.Bytes(), fmt.Errorf("sluice %s: %v\n%s", strings.Join(args, " "), err, tail(logs.Bytes(), 4000))
-	}
-	m.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-	secs, err := jobTook(logs.Bytes())
-	if err != nil {
-		return m, logs.Bytes(), err
-	}
-	m.job = time.Duration(secs * float64(time.Second))
-	return m, logs.Bytes(), nil
+	return cs.server.measureSluice(ctx, 30*time.Minute, cs.bin, env, args...)
 }
 
 // operatorCounts returns each operator's last "operator stats" line's

@@ -481,10 +481,17 @@ func (fx *myFixture) inProcess(fn func() error) (measured, error) {
 // runSluice runs the binary to its end and measures it; it returns the
 // process's stderr (the job's log) too.
 func (fx *myFixture) runSluice(ctx context.Context, env []string, args ...string) (measured, []byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	return fx.measureSluice(ctx, 10*time.Minute, fx.bin, append(append(os.Environ(), "MALLOC_ARENA_MAX=1"), env...), args...)
+}
+
+// measureSluice runs bin with exactly env, within timeout, and measures
+// it: wall time, the job's own time from its log, CPU time, VmHWM, and
+// the server's CPU meanwhile. It returns the process's stderr too.
+func (fx *myFixture) measureSluice(ctx context.Context, timeout time.Duration, bin string, env []string, args ...string) (measured, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, fx.bin, args...)
-	cmd.Env = append(append(os.Environ(), "MALLOC_ARENA_MAX=1"), env...)
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = env
 	var logs bytes.Buffer
 	cmd.Stderr = &logs
 	s0 := fx.serverCPU()

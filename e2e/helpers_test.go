@@ -110,12 +110,7 @@ log:
 	if err := os.WriteFile(j.path, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	j.sink = lake.Config{
-		Catalog:   lake.CatalogConfig{Type: "sql", URI: "sqlite://" + dir + "/lake/catalog.db"},
-		Warehouse: "file://" + dir + "/lake/warehouse",
-		Namespace: "lake",
-	}
-	j.sink.Defaults()
+	j.sink = *lakeAt(dir)
 	return j
 }
 
@@ -428,4 +423,56 @@ func sortedKeys(m map[string][]any) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// liveDaemon is a race-built `sluice run` daemon whose log the test reads.
+type liveDaemon struct {
+	cmd *exec.Cmd
+	out syncBuffer
+}
+
+// startLiveDaemon starts a daemon of the job file; it is killed when the
+// test ends if it is still running.
+func startLiveDaemon(t *testing.T, jobPath string) *liveDaemon {
+	t.Helper()
+	d := &liveDaemon{cmd: exec.Command(sluiceRaceBin, "run", "-c", jobPath)}
+	d.cmd.Stdout, d.cmd.Stderr = &d.out, &d.out
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.cmd.Process.Kill() })
+	return d
+}
+
+// stopAtGTID waits until a checkpoint of the daemon covers the MySQL
+// source's GTID position final, then stops it with SIGINT (a final
+// checkpoint, exit 0) and returns its log.
+func (d *liveDaemon) stopAtGTID(t *testing.T, final string, within time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !strings.Contains(d.out.String(), `"mysql":"gtid=`+final+`"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("sluice did not reach %s in %s:\n%s", final, within, tail(d.out.String(), 30))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := d.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cmd.Wait(); err != nil {
+		t.Fatalf("daemon: %v\n%s", err, tail(d.out.String(), 30))
+	}
+	return d.out.String()
+}
+
+// lakeAt is the lake every test job file writes: a SQLite catalog and a
+// file warehouse under dir/lake, namespace "lake".
+func lakeAt(dir string) *lake.Config {
+	c := &lake.Config{
+		Catalog:   lake.CatalogConfig{Type: "sql", URI: "sqlite://" + dir + "/lake/catalog.db"},
+		Warehouse: "file://" + dir + "/lake/warehouse",
+		Namespace: "lake",
+	}
+	c.Defaults()
+	return c
 }

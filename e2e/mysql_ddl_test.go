@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -240,13 +239,7 @@ log: {format: json}
 
 	// The last phase happens while a daemon streams: the DDL and the rows
 	// around it arrive live. Then the daemon catches up and stops.
-	cmd := exec.Command(sluiceRaceBin, "run", "-c", jobPath)
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	daemon := startLiveDaemon(t, jobPath)
 	phase = len(faults) - 1
 	if err := workload(30, 5*time.Millisecond); err != nil {
 		t.Fatal(err)
@@ -263,25 +256,11 @@ log: {format: json}
 	if err := conn.QueryRowContext(ctx, "SELECT @@gtid_current_pos").Scan(&final); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for !strings.Contains(out.String(), `"mysql":"gtid=`+final+`"`) {
-		if time.Now().After(deadline) {
-			t.Fatalf("sluice did not reach %s in 2 minutes:\n%s", final, tail(out.String(), 30))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("daemon: %v\n%s", err, tail(out.String(), 30))
-	}
-	if strings.Contains(out.String(), `"level":"error"`) {
-		t.Fatalf("errors in the log:\n%s", tail(out.String(), 30))
+	if log := daemon.stopAtGTID(t, final, 2*time.Minute); strings.Contains(log, `"level":"error"`) {
+		t.Fatalf("errors in the log:\n%s", tail(log, 30))
 	}
 
-	sink := &lake.Config{Catalog: lake.CatalogConfig{Type: "sql", URI: "sqlite://" + dir + "/lake/catalog.db"}, Warehouse: "file://" + dir + "/lake/warehouse", Namespace: "lake"}
-	sink.Defaults()
+	sink := lakeAt(dir)
 
 	// SELECT * versus the upsert table: the same columns, in the same
 	// order, with the same values.

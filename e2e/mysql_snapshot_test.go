@@ -8,7 +8,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -314,26 +313,8 @@ log: {format: json}
 	if err := conn.QueryRowContext(ctx, "SELECT @@gtid_current_pos").Scan(&final); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(sluiceRaceBin, "run", "-c", jobPath)
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	deadline := time.Now().Add(3 * time.Minute)
-	for !strings.Contains(out.String(), `"mysql":"gtid=`+final+`"`) {
-		if time.Now().After(deadline) {
-			t.Fatalf("sluice did not reach %s:\n%s", final, tail(out.String(), 30))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("daemon: %v\n%s", err, tail(out.String(), 30))
-	}
+	daemon := startLiveDaemon(t, jobPath)
+	daemon.stopAtGTID(t, final, 3*time.Minute)
 
 	// SELECT * versus the upsert table, every column.
 	cols := []string{"id", "i", "iu", "ti", "si", "mi", "b", "bu", "d", "dw", "f", "db", "dt", "dtm", "dto", "ts", "tm", "y",
@@ -359,8 +340,7 @@ log: {format: json}
 		want[row[0]] = row
 	}
 	r.Close()
-	sink := &lake.Config{Catalog: lake.CatalogConfig{Type: "sql", URI: "sqlite://" + dir + "/lake/catalog.db"}, Warehouse: "file://" + dir + "/lake/warehouse", Namespace: "lake"}
-	sink.Defaults()
+	sink := lakeAt(dir)
 	got := map[string][]string{}
 	err = lake.ScanTable(ctx, sink, "lake.dwd_everything", 0, func(names []string, vals []any) error {
 		byName := map[string]any{}

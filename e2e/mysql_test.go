@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -155,13 +153,7 @@ log: {format: json}
 	}
 
 	// The last daemon catches up, streams a live workload, and stops.
-	cmd := exec.Command(sluiceRaceBin, "run", "-c", jobPath)
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	daemon := startLiveDaemon(t, jobPath)
 	if err := workload(200, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -169,19 +161,7 @@ log: {format: json}
 	if err := conn.QueryRowContext(ctx, "SELECT @@gtid_current_pos").Scan(&final); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for !strings.Contains(out.String(), `"mysql":"gtid=`+final+`"`) {
-		if time.Now().After(deadline) {
-			t.Fatalf("sluice did not reach %s in 2 minutes:\n%s", final, tail(out.String(), 30))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("daemon: %v\n%s", err, tail(out.String(), 30))
-	}
+	daemon.stopAtGTID(t, final, 2*time.Minute)
 
 	// SELECT * versus the upsert table, every column.
 	want := map[int64][]any{}
@@ -202,8 +182,7 @@ log: {format: json}
 		want[id] = []any{fmt.Sprint(id), name, amount.String, fmt.Sprint(qty.Int32), fmt.Sprint(price.Float64), ts.Time.UTC().Format(time.RFC3339Nano), note.String, big.String}
 	}
 	r.Close()
-	sink := &lake.Config{Catalog: lake.CatalogConfig{Type: "sql", URI: "sqlite://" + dir + "/lake/catalog.db"}, Warehouse: "file://" + dir + "/lake/warehouse", Namespace: "lake"}
-	sink.Defaults()
+	sink := lakeAt(dir)
 	got := map[int64][]any{}
 	err = lake.ScanTable(ctx, sink, "lake.dwd_orders", 0, func(cols []string, row []any) error {
 		v := map[string]any{}

@@ -263,27 +263,7 @@ func stopWhenCaughtUp(t *testing.T, s *shop, jobPath string) string {
 	if err := s.conn.QueryRow("SELECT @@gtid_current_pos").Scan(&final); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(sluiceRaceBin, "run", "-c", jobPath)
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill() }()
-	deadline := time.Now().Add(3 * time.Minute)
-	for !regexp.MustCompile(`"mysql":"gtid=` + regexp.QuoteMeta(final) + `"`).MatchString(out.String()) {
-		if time.Now().After(deadline) {
-			t.Fatalf("sluice did not reach %s:\n%s", final, tail(out.String(), 30))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("daemon: %v\n%s", err, tail(out.String(), 30))
-	}
-	return out.String()
+	return startLiveDaemon(t, jobPath).stopAtGTID(t, final, 3*time.Minute)
 }
 
 // Raw orders with junk, no-op changes, test rows, bad values and
@@ -343,8 +323,7 @@ func TestOperatorChainEndToEnd(t *testing.T) {
 	}
 	log := stopWhenCaughtUp(t, s, jobPath)
 
-	sink := &lake.Config{Catalog: lake.CatalogConfig{Type: "sql", URI: "sqlite://" + dir + "/lake/catalog.db"}, Warehouse: "file://" + dir + "/lake/warehouse", Namespace: "lake"}
-	sink.Defaults()
+	sink := lakeAt(dir)
 	compareState(t, scanDWD(t, sink, "lake.dwd_orders"), s.expected())
 
 	// The changelog: every binlog change once, as read (raw spelling).
@@ -486,7 +465,6 @@ func TestTwoJobsSideBySide(t *testing.T) {
 	}
 	stopWhenCaughtUp(t, s, oldPath)
 	stopWhenCaughtUp(t, s, newPath)
-	sink := &lake.Config{Catalog: lake.CatalogConfig{Type: "sql", URI: "sqlite://" + dir + "/lake/catalog.db"}, Warehouse: "file://" + dir + "/lake/warehouse", Namespace: "lake"}
-	sink.Defaults()
+	sink := lakeAt(dir)
 	compareState(t, scanDWD(t, sink, "lake.dwd_orders"), s.expected())
 }

@@ -15,37 +15,6 @@ import (
 	"github.com/sluice-cdc/sluice/pipeline"
 )
 
-// srec is a record with the schema of its batch.
-type srec struct {
-	schema *pipeline.Schema
-	rec    pipeline.Record
-}
-
-func readSchemaN(t *testing.T, s *Source, n int) []srec {
-	t.Helper()
-	var out []srec
-	deadline := time.Now().Add(60 * time.Second)
-	for len(out) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("read %d records, want %d", len(out), n)
-		}
-		b, err := s.Read(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if b == nil {
-			continue
-		}
-		for _, r := range b.Records {
-			out = append(out, srec{b.Schema, r})
-		}
-	}
-	if len(out) != n {
-		t.Fatalf("read %d records, want %d", len(out), n)
-	}
-	return out
-}
-
 // readErr reads until Read fails, and returns the error.
 func readErr(t *testing.T, s *Source) error {
 	t.Helper()
@@ -60,7 +29,7 @@ func readErr(t *testing.T, s *Source) error {
 }
 
 // render prints a record as "op col=value ..." of its After (or Before).
-func render(sr srec) string {
+func render(sr got) string {
 	row := sr.rec.Row()
 	parts := []string{sr.rec.Op.String()}
 	for i, c := range sr.schema.Columns {
@@ -125,10 +94,10 @@ var ddlWant = []struct{ schema, rec string }{
 	{"v5: id int key not null, remark string, qty long, price double", "delete id=int32(2) remark=NULL qty=int64(2) price=float64(2.5)"},
 }
 
-func checkDDLRecords(t *testing.T, got []srec, versionOffset int) {
+func checkDDLRecords(t *testing.T, recs []got, versionOffset int) {
 	t.Helper()
 	for i, w := range ddlWant {
-		if i >= len(got) {
+		if i >= len(recs) {
 			break
 		}
 		wantSchema := w.schema
@@ -137,16 +106,16 @@ func checkDDLRecords(t *testing.T, got []srec, versionOffset int) {
 			fmt.Sscanf(wantSchema, "v%d:", &v)
 			wantSchema = fmt.Sprintf("v%d:", v+versionOffset) + strings.SplitN(wantSchema, ":", 2)[1]
 		}
-		if g := schemaString(got[i].schema); g != wantSchema {
+		if g := schemaString(recs[i].schema); g != wantSchema {
 			t.Errorf("record %d schema\n got %s\nwant %s", i, g, wantSchema)
 		}
-		if g := render(got[i]); g != w.rec {
+		if g := render(recs[i]); g != w.rec {
 			t.Errorf("record %d\n got %s\nwant %s", i, g, w.rec)
 		}
 	}
 	// One schema pointer per version.
 	ptrs := map[int]*pipeline.Schema{}
-	for i, g := range got {
+	for i, g := range recs {
 		if p, ok := ptrs[g.schema.Version]; ok && p != g.schema {
 			t.Errorf("record %d: another schema pointer for version %d", i, g.schema.Version)
 		}
@@ -174,7 +143,7 @@ func TestDDLEvolution(t *testing.T) {
 		t.Fatal("the test server does not write binlog_row_metadata=FULL")
 	}
 	exec(t, db, ddlSteps...)
-	got := readSchemaN(t, s, len(ddlWant))
+	got := readN(t, s, len(ddlWant))
 	checkDDLRecords(t, got, 0)
 	expectIdle(t, s)
 	s.Close()
@@ -183,7 +152,7 @@ func TestDDLEvolution(t *testing.T) {
 	// at Open as version 1); the binlog's shapes follow.
 	again := newSource(t, cfg, nil)
 	defer again.Close()
-	got = readSchemaN(t, again, len(ddlWant))
+	got = readN(t, again, len(ddlWant))
 	checkDDLRecords(t, got, 1)
 	expectIdle(t, again)
 }
@@ -202,7 +171,7 @@ func TestDDLRenameAcrossRestore(t *testing.T) {
 	s := newSource(t, cfg, nil)
 	defer s.Close()
 	exec(t, db, `INSERT INTO r VALUES (1, 10, 100)`, `ALTER TABLE r RENAME COLUMN a TO aa, CHANGE b bb BIGINT`)
-	first := readSchemaN(t, s, 1)
+	first := readN(t, s, 1)
 	expectIdle(t, s) // the ALTER is read and delivered
 	p, err := s.Snapshot()
 	if err != nil {
@@ -220,7 +189,7 @@ func TestDDLRenameAcrossRestore(t *testing.T) {
 	exec(t, db, `INSERT INTO r VALUES (2, 20, 200)`)
 	re := newSource(t, cfg, p.State)
 	defer re.Close()
-	got := readSchemaN(t, re, 1)
+	got := readN(t, re, 1)
 	if g := schemaString(got[0].schema); g != "v2: id int key not null, aa int, bb long renamed map[aa:a bb:b]" {
 		t.Errorf("schema after restore: %s", g)
 	}
@@ -296,7 +265,7 @@ func TestDDLPolicies(t *testing.T) {
 		c.DDL = DDLSkip
 		s := newSource(t, c, nil)
 		defer s.Close()
-		got := readSchemaN(t, s, 3)
+		got := readN(t, s, 3)
 		var lines []string
 		for _, g := range got {
 			lines = append(lines, schemaString(g.schema)+" | "+render(g))
@@ -348,7 +317,7 @@ func TestDDLTableLifecycle(t *testing.T) {
 	c.DDL = DDLSkip
 	s = newSource(t, c, nil)
 	defer s.Close()
-	got := readSchemaN(t, s, 2)
+	got := readN(t, s, 2)
 	if g := schemaString(got[0].schema) + " | " + render(got[0]); g != "v1: k string key not null, n long, d decimal(12,3), e string | insert k='a' n=int64(4294967295) d=d1.500 e='y'" {
 		t.Errorf("new table: %s", g)
 	}
@@ -379,7 +348,7 @@ func TestTableMapMatchesInformationSchema(t *testing.T) {
 		before[k] = tb
 	}
 	exec(t, db, `INSERT INTO types VALUES `+fullRow, `INSERT INTO geo VALUES (1, ST_GeomFromText('POINT(1 2)'), 'ab', 'c', 'j', 't', 'm')`)
-	got := readSchemaN(t, s, 2)
+	got := readN(t, s, 2)
 	for _, g := range got {
 		k := my.Database + "\x00" + g.schema.Table.Name
 		if g.schema != before[k].schema {
@@ -427,7 +396,7 @@ func TestDDLDuringSnapshot(t *testing.T) {
 	lake := map[int32]map[string]any{}
 	var last *pipeline.Schema
 	renamed := 0
-	apply := func(recs []srec) {
+	apply := func(recs []got) {
 		for _, r := range recs {
 			if r.schema != last && r.schema.Renamed != nil {
 				// What the lake does: rename, keeping the values.
@@ -466,9 +435,9 @@ func TestDDLDuringSnapshot(t *testing.T) {
 		if b == nil {
 			return 0
 		}
-		var recs []srec
+		var recs []got
 		for _, r := range b.Records {
-			recs = append(recs, srec{b.Schema, r})
+			recs = append(recs, got{table: b.Schema.Table.Name, rec: r, schema: b.Schema})
 		}
 		apply(recs)
 		return len(recs)

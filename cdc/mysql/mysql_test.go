@@ -16,10 +16,11 @@ import (
 
 func TestMain(m *testing.M) { testinfra.Main(m) }
 
-// got is one record as read, with its table.
+// got is one record as read, with its table and the schema of its batch.
 type got struct {
-	table string
-	rec   pipeline.Record
+	table  string
+	rec    pipeline.Record
+	schema *pipeline.Schema
 }
 
 func openDB(t *testing.T, my *testinfra.MySQL) *sql.DB {
@@ -85,7 +86,7 @@ func batchRecs(t *testing.T, b *pipeline.Batch) []got {
 	}
 	var out []got
 	for _, r := range b.Records {
-		out = append(out, got{b.Schema.Table.Name, r})
+		out = append(out, got{table: b.Schema.Table.Name, rec: r, schema: b.Schema})
 	}
 	return out
 }

@@ -586,7 +586,7 @@ func (s *Source) Read(ctx context.Context) (*pipeline.Batch, error) {
 			}
 			continue
 		}
-		if s.stopAt != nil && s.snap == nil && s.cur == nil && !s.pos.less(*s.stopAt) && s.pos.file != "" {
+		if s.snap == nil && s.reachedStop() {
 			break // a bounded run reached the binlog end it opened at
 		}
 		if !time.Now().Before(deadline) {
@@ -628,6 +628,12 @@ func (s *Source) finished() bool {
 	if s.cfg.Snapshot == SnapshotInitialOnly {
 		return true
 	}
+	return s.reachedStop()
+}
+
+// reachedStop reports that a bounded run's stream is at or past the
+// binlog end it opened at, between transactions.
+func (s *Source) reachedStop() bool {
 	return s.stopAt != nil && s.cur == nil && s.pos.file != "" && !s.pos.less(*s.stopAt)
 }
 

@@ -175,7 +175,15 @@ func sourceText(col string, v any) string {
 // kills during the snapshot and during streaming: the upsert table ends
 // equal to SELECT * of the source, value for value, the changelog holds
 // every binlog change once and every row at most one snapshot read.
+// The snapshot runs once with MariaDB's snapshot positions and once with
+// the watermarks that MySQL needs.
 func TestMySQLSnapshotEveryTypeExactlyOnce(t *testing.T) {
+	for _, method := range []string{"position", "watermark"} {
+		t.Run(method, func(t *testing.T) { snapshotEveryType(t, method) })
+	}
+}
+
+func snapshotEveryType(t *testing.T, method string) {
 	db := testinfra.MariaDB(t)
 	dsn, err := mysqldrv.ParseDSN(db.DSN())
 	if err != nil {
@@ -220,6 +228,7 @@ source:
     tables: ["%s\\.everything"]
     chunk_size: 300
     snapshot_parallel: 2
+    snapshot_method: %[4]s
 sink:
   catalog: {type: sql, uri: "sqlite://%[3]s/lake/catalog.db"}
   warehouse: "file://%[3]s/lake/warehouse"
@@ -228,7 +237,7 @@ sink:
     - {match: "%[2]s.*", ods: "ods_{table}", dwd: "dwd_{table}", partition: ["bucket(4, id)"]}
 checkpoint: {dir: "%[3]s/state", interval: 300ms, max_records: 1000}
 log: {format: json}
-`, db.CDCDSN(), db.Database, dir)
+`, db.CDCDSN(), db.Database, dir, method)
 	if err := os.WriteFile(jobPath, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -39,6 +39,15 @@ type Config struct {
 	// StartGTID is set (a given position means the rows before it are
 	// already in the lake).
 	Snapshot string `yaml:"snapshot"`
+	// SnapshotMethod is how a chunk is reconciled with the binlog: "position"
+	// reads the chunk in a consistent snapshot whose binlog position
+	// MariaDB reports (binlog_snapshot_file/position) and needs no
+	// reconciliation; "watermark" brackets the chunk's snapshot between a
+	// low and a high watermark and drops the chunk's rows that the binlog
+	// changed in between (the DBLog algorithm; MySQL has no snapshot
+	// position, so it always uses this). Default: "position" on MariaDB,
+	// "watermark" on MySQL.
+	SnapshotMethod string `yaml:"snapshot_method"`
 	// ChunkSize is the number of rows one snapshot chunk reads, by primary
 	// key order; default 10000.
 	ChunkSize int `yaml:"chunk_size"`
@@ -80,6 +89,12 @@ const (
 	SnapshotInitialOnly = "initial_only"
 )
 
+// Snapshot methods.
+const (
+	MethodPosition  = "position"
+	MethodWatermark = "watermark"
+)
+
 // Defaults fills unset fields.
 func (c *Config) Defaults() {
 	if c.ServerID == 0 {
@@ -93,6 +108,7 @@ func (c *Config) Defaults() {
 			c.Snapshot = SnapshotNever
 		}
 	}
+	c.SnapshotMethod = strings.ToLower(strings.TrimSpace(c.SnapshotMethod))
 	if c.ChunkSize == 0 {
 		c.ChunkSize = 10000
 	}
@@ -151,6 +167,14 @@ func (c *Config) Validate() error {
 	case SnapshotInitial, SnapshotNever, SnapshotInitialOnly:
 	default:
 		return fmt.Errorf("%s.snapshot: %q is not one of \"initial\", \"never\", \"initial_only\"", prefix, c.Snapshot)
+	}
+	switch c.SnapshotMethod {
+	case "", MethodPosition, MethodWatermark:
+	default:
+		return fmt.Errorf("%s.snapshot_method: %q is not one of \"position\", \"watermark\" (or empty for the flavor's default)", prefix, c.SnapshotMethod)
+	}
+	if c.SnapshotMethod == MethodPosition && c.Flavor == gomysql.MySQLFlavor {
+		return fmt.Errorf("%s.snapshot_method: \"position\" needs MariaDB's consistent-snapshot binlog position; MySQL uses \"watermark\"", prefix)
 	}
 	if c.StartGTID != "" && c.Snapshot != SnapshotNever {
 		return fmt.Errorf("%s.start_gtid: a start position skips the snapshot; set snapshot: never (it is %q)", prefix, c.Snapshot)

@@ -150,11 +150,12 @@
 //     ddl: skip) fails the snapshot's next chunk;
 //   - unix sockets for the binlog connection (TCP only);
 //   - memory: a transaction's captured rows are held until its commit;
-//   - the initial snapshot on MySQL (as opposed to MariaDB): MySQL reports
-//     no binlog position for a consistent snapshot, so snapshot modes other
-//     than never are refused there;
-//   - MySQL streaming is implemented but was not run against a real server
-//     in tests (no Docker for Testcontainers on our machines).
+//   - MySQL: streaming and the watermark snapshot are implemented, and the
+//     watermark snapshot is tested on MariaDB (snapshot_method: watermark),
+//     but neither was run against a real MySQL server here (no Docker for
+//     Testcontainers on our machines; the MySQL 8 tests skip without one).
+//     The watermark snapshot on MySQL needs gtid_mode=ON, which Open
+//     checks anyway.
 //
 // # TLS
 //

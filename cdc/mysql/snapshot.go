@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/sluice-cdc/sluice/pipeline"
@@ -37,6 +38,33 @@ import (
 // at once; their consistent snapshots are opened in order by the reader,
 // so their points are ordered too, and the reader waits for a chunk whose
 // point it reaches before it has arrived.
+//
+// MySQL reports no consistent-snapshot position, so there (and on
+// MariaDB with snapshot_method: watermark) a chunk is reconciled with
+// low and high watermarks instead, as DBLog does:
+//
+//  1. Low: every transaction the reader has already received whole must
+//     be visible to the chunk's snapshot. On MySQL the reader's GTID set
+//     must be inside @@gtid_executed (which holds only transactions
+//     committed in the engine, unlike the binlog position, which a
+//     transaction passes before its engine commit); on MariaDB the
+//     reader's position must not be past the snapshot's position. Until
+//     it is, the source waits (MySQL) or opens the snapshot again
+//     (MariaDB).
+//  2. The chunk's consistent snapshot is opened; then the high watermark
+//     is read: @@gtid_executed on MySQL, SHOW MASTER STATUS on MariaDB.
+//     Everything the snapshot reflects is inside it.
+//  3. From planning on, the reader notes the key (before and after image)
+//     of every change to the chunk's table it receives: the window.
+//  4. The chunk's rows are handed out once the reader is past the high
+//     watermark, without the rows whose key is in the window. Such a row
+//     may be older in the snapshot than in the binlog, and every change in
+//     the window has been handed out already with its full image, so
+//     dropping the row loses nothing; a row not in the window has not
+//     changed since the low watermark, so its snapshot image is current.
+//
+// The window needs no key-range test: a key outside the chunk matches no
+// row of it. Rows are still read at most once.
 //
 // Progress is the last key handed out: a checkpoint inside a chunk
 // restarts, after a restore, with a new chunk just after that key. Rows are
@@ -69,7 +97,15 @@ type chunk struct {
 	lo   []any // exclusive lower bound, nil: the table's start
 	hi   []any // inclusive upper bound, nil: unbounded (the last chunk)
 	at   binlogPos
-	tx   *sql.Conn
+	// Watermark reconciliation (nil window: the position method). high is
+	// the high watermark on MariaDB, highSet on MySQL; window holds the
+	// keys (keyString) of the changes to t the reader received since the
+	// chunk was planned.
+	window  map[string]struct{}
+	noPos   bool // a backfill: no binlog point needed
+	high    binlogPos
+	highSet gomysql.GTIDSet
+	tx      *sql.Conn
 	done chan struct{}
 	// Set by the reading goroutine before done closes.
 	recs []pipeline.Record
@@ -82,6 +118,13 @@ type snapshotter struct {
 	db       *sql.DB // sessions in UTC, text values
 	chunk    int
 	parallel int
+	// watermark selects the watermark method; flavor says which
+	// watermarks. pause, for tests, widens the gap between a chunk's
+	// snapshot and its high watermark.
+	watermark bool
+	flavor    string
+	pause     time.Duration
+	backfill  bool // no binlog is read: chunks need no point
 	// Planning: tables not fully planned yet, the first in progress.
 	plan   []*table
 	planLo []any
@@ -252,9 +295,16 @@ func (t *table) selectList() string {
 	return b.String()
 }
 
+// readerAt is where the binlog reader stands when a chunk is planned:
+// after the transactions in set, at pos.
+type readerAt struct {
+	set gomysql.GTIDSet
+	pos binlogPos
+}
+
 // planNext opens the next chunk's consistent snapshot and starts reading
 // it; it returns false when every table is planned.
-func (sn *snapshotter) planNext(ctx context.Context) (bool, error) {
+func (sn *snapshotter) planNext(ctx context.Context, r readerAt) (bool, error) {
 	if len(sn.plan) == 0 {
 		return false, nil
 	}
@@ -280,13 +330,17 @@ func (sn *snapshotter) planNext(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("mysql: snapshot of %s: plan a chunk: %w", t.schema.Table, err)
 	}
 
-	c := &chunk{t: t, seq: sn.planN, lo: sn.planLo, hi: hi, done: make(chan struct{})}
+	c := &chunk{t: t, seq: sn.planN, lo: sn.planLo, hi: hi, done: make(chan struct{}), noPos: sn.backfill}
 	conn, err := sn.db.Conn(ctx)
 	if err != nil {
 		return false, fmt.Errorf("mysql: snapshot of %s: %w", t.schema.Table, err)
 	}
 	c.tx = conn
-	if err := c.begin(ctx); err != nil {
+	begin := c.begin
+	if sn.watermark && !sn.backfill {
+		begin = func(ctx context.Context) error { return c.beginWatermark(ctx, sn.flavor, r, sn.pause) }
+	}
+	if err := begin(ctx); err != nil {
 		conn.Close()
 		return false, fmt.Errorf("mysql: snapshot of %s: %w", t.schema.Table, err)
 	}
@@ -302,13 +356,17 @@ func (sn *snapshotter) planNext(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-// begin opens the chunk's transaction and reads its binlog point.
+// begin opens the chunk's transaction and reads its binlog point, unless
+// the run reads no binlog (a backfill) and needs none.
 func (c *chunk) begin(ctx context.Context) error {
 	if _, err := c.tx.ExecContext(ctx, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"); err != nil {
 		return err
 	}
 	if _, err := c.tx.ExecContext(ctx, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"); err != nil {
 		return err
+	}
+	if c.noPos {
+		return nil
 	}
 	rows, err := c.tx.QueryContext(ctx, "SHOW STATUS LIKE 'binlog_snapshot_%'")
 	if err != nil {
@@ -336,6 +394,135 @@ func (c *chunk) begin(ctx context.Context) error {
 		return fmt.Errorf("the server reports no binlog_snapshot_file: the consistent-snapshot binlog position needs MariaDB with log_bin=ON")
 	}
 	return nil
+}
+
+// lowWait bounds how long a chunk waits for the engine to commit what the
+// reader has already received (step 1 above): normally microseconds.
+const lowWait = 10 * time.Second
+
+// beginWatermark opens the chunk's consistent snapshot between a low and a
+// high watermark (see the top of this file) and starts its window.
+func (c *chunk) beginWatermark(ctx context.Context, flavor string, r readerAt, pause time.Duration) error {
+	if _, err := c.tx.ExecContext(ctx, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(lowWait)
+	for {
+		if flavor == gomysql.MySQLFlavor {
+			low, err := gtidExecuted(ctx, c.tx)
+			if err != nil {
+				return err
+			}
+			if !low.Contain(r.set) {
+				if time.Now().After(deadline) {
+					return fmt.Errorf("the reader has received transactions (%s) that @@gtid_executed (%s) still lacks after %s", r.set, low, lowWait)
+				}
+				time.Sleep(time.Millisecond)
+				continue
+			}
+		}
+		if err := c.begin(ctx); err != nil {
+			return err
+		}
+		if flavor == gomysql.MySQLFlavor || !c.at.less(r.pos) {
+			break
+		}
+		// MariaDB: the snapshot misses transactions the reader has already
+		// received (their engine commit was still running): take it again.
+		if _, err := c.tx.ExecContext(ctx, "COMMIT"); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the consistent snapshot stays at %s, behind the reader at %s, after %s", c.at, r.pos, lowWait)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if pause > 0 {
+		time.Sleep(pause)
+	}
+	if flavor == gomysql.MySQLFlavor {
+		high, err := gtidExecuted(ctx, c.tx)
+		if err != nil {
+			return err
+		}
+		c.highSet = high
+	} else {
+		high, err := binlogEnd(ctx, c.tx)
+		if err != nil {
+			return err
+		}
+		c.high = high
+	}
+	c.window = map[string]struct{}{}
+	return nil
+}
+
+// gtidExecuted reads MySQL's set of transactions committed in the engine.
+func gtidExecuted(ctx context.Context, q querier) (gomysql.GTIDSet, error) {
+	var s string
+	if err := q.QueryRowContext(ctx, "SELECT @@GLOBAL.gtid_executed").Scan(&s); err != nil {
+		return nil, fmt.Errorf("read @@gtid_executed: %w", err)
+	}
+	set, err := gomysql.ParseMysqlGTIDSet(strings.Join(strings.Fields(s), ""))
+	if err != nil {
+		return nil, fmt.Errorf("@@gtid_executed %q: %w", s, err)
+	}
+	return set, nil
+}
+
+// querier is what both *sql.DB and *sql.Conn offer.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// reached reports that the reader, after the transactions in set and at
+// pos, is past the chunk's point, so that its rows can be handed out.
+func (c *chunk) reached(set gomysql.GTIDSet, pos binlogPos) bool {
+	if c.highSet != nil {
+		return set.Contain(c.highSet)
+	}
+	at := c.at
+	if c.window != nil {
+		at = c.high
+	}
+	return pos.file != "" && !pos.less(at)
+}
+
+// note adds the keys of a change received by the reader to the window.
+func (c *chunk) note(t *table, r *pipeline.Record) {
+	if c.window == nil || t.schema.Table != c.t.schema.Table {
+		return
+	}
+	if r.Before != nil {
+		c.window[keyString(t, r.Before)] = struct{}{}
+	}
+	if r.After != nil {
+		c.window[keyString(t, r.After)] = struct{}{}
+	}
+}
+
+// reconcile drops the rows whose key the window holds (step 4); it returns
+// how many.
+func (c *chunk) reconcile() int {
+	if len(c.window) == 0 {
+		c.window = nil
+		return 0
+	}
+	n := 0
+	for i := range c.recs {
+		if _, changed := c.window[keyString(c.t, c.recs[i].After)]; changed {
+			continue
+		}
+		c.recs[n], c.keys[n] = c.recs[i], c.keys[i]
+		n++
+	}
+	dropped := len(c.recs) - n
+	clear(c.recs[n:])
+	clear(c.keys[n:])
+	c.recs, c.keys = c.recs[:n], c.keys[:n]
+	c.window = nil
+	return dropped
 }
 
 // read runs on its own goroutine: it reads the chunk's rows in its

@@ -101,6 +101,11 @@ type Source struct {
 	lostAt     time.Time
 	lostErr    error
 	reconnects int // attempts, for tests and logs
+	// snapDropped counts snapshot rows dropped by watermark reconciliation
+	// because the binlog changed them while their chunk was read.
+	snapDropped int64
+	// watermarkPause is a test hook: see snapshotter.pause.
+	watermarkPause time.Duration
 	backoff    time.Duration
 	log        *zap.Logger
 	// tls is the built TLS configuration (nil: plain connections).
@@ -317,8 +322,13 @@ func (s *Source) startStream() error {
 }
 
 // binlogEnd is the server's current binlog file and position.
-func binlogEnd(ctx context.Context, db *sql.DB) (binlogPos, error) {
+func binlogEnd(ctx context.Context, db querier) (binlogPos, error) {
 	rows, err := db.QueryContext(ctx, "SHOW MASTER STATUS")
+	var me *mysql.MySQLError
+	if errors.As(err, &me) && me.Number == 1064 {
+		// MySQL 8.4 removed SHOW MASTER STATUS for this.
+		rows, err = db.QueryContext(ctx, "SHOW BINARY LOG STATUS")
+	}
 	if err != nil {
 		return binlogPos{}, fmt.Errorf("mysql: read the binlog end (SHOW MASTER STATUS): %w", err)
 	}
@@ -381,8 +391,9 @@ func (s *Source) openSnapshot(ctx context.Context, fresh bool, st *snapState) er
 	if len(todo) == 0 {
 		return nil
 	}
-	if s.flavor == gomysql.MySQLFlavor {
-		return fmt.Errorf("%s.snapshot: %q needs the binlog position of a consistent snapshot, which only MariaDB reports (binlog_snapshot_file); on MySQL set snapshot: never for now", prefix, s.cfg.Snapshot)
+	watermark := s.cfg.SnapshotMethod == MethodWatermark || s.flavor == gomysql.MySQLFlavor
+	if s.cfg.SnapshotMethod == MethodPosition && s.flavor == gomysql.MySQLFlavor {
+		return fmt.Errorf("%s.snapshot_method: \"position\" needs MariaDB's consistent-snapshot binlog position, and the server is MySQL: use \"watermark\" (the default)", prefix)
 	}
 	sdb, err := openSnapshotDB(s.cfg.DSN, s.tls, s.cfg.SnapshotParallel)
 	if err != nil {
@@ -401,6 +412,8 @@ func (s *Source) openSnapshot(ctx context.Context, fresh bool, st *snapState) er
 	s.snap = &snapshotter{
 		db: sdb, chunk: s.cfg.ChunkSize, parallel: s.cfg.SnapshotParallel,
 		plan: append([]*table(nil), todo...), planLo: s.snapAfter,
+		watermark: watermark, flavor: s.flavor, pause: s.watermarkPause,
+		backfill: s.cfg.Snapshot == SnapshotInitialOnly,
 	}
 	return nil
 }
@@ -665,8 +678,13 @@ func (s *Source) planChunks(ctx context.Context) error {
 	if sn == nil {
 		return nil
 	}
+	if sn.watermark && !sn.backfill && sn.flavor != gomysql.MySQLFlavor && s.pos.file == "" {
+		// MariaDB's low watermark is the reader's position: wait for the
+		// stream to say where it is.
+		return nil
+	}
 	for len(sn.inflight) < sn.parallel {
-		more, err := sn.planNext(ctx)
+		more, err := sn.planNext(ctx, readerAt{set: s.set, pos: s.pos})
 		if err != nil {
 			return err
 		}
@@ -688,11 +706,14 @@ func (s *Source) emitChunks(ctx context.Context) (bool, error) {
 	emitted := false
 	for len(sn.inflight) > 0 && s.readyN < maxBatch {
 		c := sn.inflight[0]
-		if s.cfg.Snapshot != SnapshotInitialOnly && (s.pos.file == "" || s.pos.less(c.at)) {
+		if !sn.backfill && !c.reached(s.set, s.pos) {
 			break
 		}
 		if err := c.wait(ctx); err != nil {
 			return false, err
+		}
+		if n := c.reconcile(); n > 0 {
+			s.snapDropped += int64(n)
 		}
 		sn.inflight[0] = nil
 		sn.inflight = sn.inflight[1:]
@@ -711,6 +732,12 @@ func (s *Source) emitChunks(ctx context.Context) (bool, error) {
 			return emitted, fmt.Errorf("mysql: snapshot: %w", err)
 		}
 		s.snap = nil
+		method := MethodPosition
+		if sn.watermark {
+			method = MethodWatermark
+		}
+		s.log.Info("snapshot read", zap.String("method", method),
+			zap.Int64("rows_superseded_by_binlog", s.snapDropped))
 	}
 	return emitted, nil
 }
@@ -974,6 +1001,16 @@ func (s *Source) rows(ctx context.Context, h *replication.EventHeader, e *replic
 func (s *Source) commit() error {
 	c := s.cur
 	s.cur = nil
+	if s.snap != nil && s.snap.watermark {
+		for _, ch := range s.snap.inflight {
+			if ch.window == nil {
+				continue
+			}
+			for i := range c.recs {
+				ch.note(c.recs[i].t, &c.recs[i].rec)
+			}
+		}
+	}
 	if err := s.set.Update(c.gtid); err != nil {
 		return fmt.Errorf("mysql: advance GTID set by %s: %w", c.gtid, err)
 	}

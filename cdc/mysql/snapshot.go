@@ -92,11 +92,11 @@ func (p binlogPos) String() string { return fmt.Sprintf("%s:%d", p.file, p.pos) 
 
 // chunk is one key range of one table, read at one binlog point.
 type chunk struct {
-	t    *table
-	seq  int   // chunk number within its table, for positions
-	lo   []any // exclusive lower bound, nil: the table's start
-	hi   []any // inclusive upper bound, nil: unbounded (the last chunk)
-	at   binlogPos
+	t   *table
+	seq int   // chunk number within its table, for positions
+	lo  []any // exclusive lower bound, nil: the table's start
+	hi  []any // inclusive upper bound, nil: unbounded (the last chunk)
+	at  binlogPos
 	// Watermark reconciliation (nil window: the position method). high is
 	// the high watermark on MariaDB, highSet on MySQL; window holds the
 	// keys (keyString) of the changes to t the reader received since the
@@ -106,7 +106,7 @@ type chunk struct {
 	high    binlogPos
 	highSet gomysql.GTIDSet
 	tx      *sql.Conn
-	done chan struct{}
+	done    chan struct{}
 	// Set by the reading goroutine before done closes.
 	recs []pipeline.Record
 	keys [][]any // key values of each record, as read

@@ -106,8 +106,8 @@ type Source struct {
 	snapDropped int64
 	// watermarkPause is a test hook: see snapshotter.pause.
 	watermarkPause time.Duration
-	backoff    time.Duration
-	log        *zap.Logger
+	backoff        time.Duration
+	log            *zap.Logger
 	// tls is the built TLS configuration (nil: plain connections).
 	tls *tls.Config
 	// The binlog connection's address and credentials, for reconnects.

@@ -32,6 +32,12 @@ type Config struct {
 	// "0-1-42" or a MySQL GTID set); default: the server's current GTID
 	// position when the source first opens. A restored checkpoint wins.
 	StartGTID string `yaml:"start_gtid"`
+	// StartPosition is a first start's position as "binlog-file:offset"
+	// (e.g. from a backup's metadata), instead of StartGTID: the source
+	// turns it into the GTID set of the transactions before it, once, and
+	// works by GTID from then on. The offset must fall between
+	// transactions.
+	StartPosition string `yaml:"start_position"`
 	// Snapshot says whether the tables' existing rows are read before
 	// streaming: "initial" (read them, chunk by chunk, interleaved with the
 	// binlog, then stream), "never" (stream only) or "initial_only" (read
@@ -104,7 +110,7 @@ func (c *Config) Defaults() {
 	c.Snapshot = strings.ToLower(strings.TrimSpace(c.Snapshot))
 	if c.Snapshot == "" {
 		c.Snapshot = SnapshotInitial
-		if c.StartGTID != "" {
+		if c.StartGTID != "" || c.StartPosition != "" {
 			c.Snapshot = SnapshotNever
 		}
 	}
@@ -175,6 +181,17 @@ func (c *Config) Validate() error {
 	}
 	if c.SnapshotMethod == MethodPosition && c.Flavor == gomysql.MySQLFlavor {
 		return fmt.Errorf("%s.snapshot_method: \"position\" needs MariaDB's consistent-snapshot binlog position; MySQL uses \"watermark\"", prefix)
+	}
+	if c.StartPosition != "" {
+		if c.StartGTID != "" {
+			return fmt.Errorf("%s.start_position: set start_gtid or start_position, not both", prefix)
+		}
+		if _, _, err := parseStartPosition(c.StartPosition); err != nil {
+			return fmt.Errorf("%s.start_position: %v", prefix, err)
+		}
+		if c.Snapshot != SnapshotNever {
+			return fmt.Errorf("%s.start_position: a start position skips the snapshot; set snapshot: never (it is %q)", prefix, c.Snapshot)
+		}
 	}
 	if c.StartGTID != "" && c.Snapshot != SnapshotNever {
 		return fmt.Errorf("%s.start_gtid: a start position skips the snapshot; set snapshot: never (it is %q)", prefix, c.Snapshot)

@@ -243,6 +243,12 @@ func (s *Source) Open(ctx context.Context, opts pipeline.OpenOptions) (err error
 		}
 	case s.cfg.StartGTID != "":
 		st.GTID = s.cfg.StartGTID
+	case s.cfg.StartPosition != "":
+		file, pos, _ := parseStartPosition(s.cfg.StartPosition) // Validate checked it
+		if st.GTID, err = s.gtidAtPosition(ctx, host, port, dc.User, dc.Passwd, file, pos); err != nil {
+			return fmt.Errorf("%s.start_position: %w", prefix, err)
+		}
+		s.log.Info("start position translated to GTIDs", zap.String("start_position", s.cfg.StartPosition), zap.String("gtid", st.GTID))
 	default:
 		q := "SELECT @@GLOBAL.gtid_current_pos"
 		if s.flavor == gomysql.MySQLFlavor {

@@ -60,11 +60,11 @@ func (s *Source) gtidAtPosition(ctx context.Context, host string, port uint16, u
 		return "", fmt.Errorf("read binlog %s: %w", file, err)
 	}
 	var (
-		mysqlSet   gomysql.GTIDSet
-		maria      = map[uint32]gomysql.MariadbGTID{} // domain -> last GTID
-		cur        string                             // GTID of the transaction being read
-		explicit   bool                               // it ends with COMMIT or XID
-		last       uint32 // end offset of the last event read
+		mysqlSet gomysql.GTIDSet
+		maria    = map[uint32]gomysql.MariadbGTID{} // domain -> last GTID
+		cur      string                             // GTID of the transaction being read
+		explicit bool                               // it ends with COMMIT or XID
+		last     uint32                             // end offset of the last event read
 	)
 	end := func() error {
 		if s.flavor == gomysql.MySQLFlavor {

@@ -630,7 +630,13 @@ func fromSQL(ci *colInfo, v any) (any, error) {
 	if ci.spatial {
 		return b, nil
 	}
-	return string(b), nil
+	switch ci.dataType {
+	case "decimal", "numeric", "fixed", "date", "datetime", "timestamp", "time":
+		return string(b), nil
+	}
+	// Text: convert makes the one string copy it needs of b, which Scan
+	// already copied from the driver's buffer.
+	return b, nil
 }
 
 // wait returns once the chunk is read.
@@ -671,6 +677,17 @@ func marshalSnap(tables []*table, after []any) (*snapState, error) {
 
 // keyString renders a row's key values for its position.
 func keyString(t *table, row []any) string {
+	if len(t.schema.Key) == 1 {
+		// The common case, without fmt.
+		switch v := row[t.schema.Key[0]].(type) {
+		case int32:
+			return strconv.FormatInt(int64(v), 10)
+		case int64:
+			return strconv.FormatInt(v, 10)
+		case string:
+			return v
+		}
+	}
 	var b strings.Builder
 	for i, k := range t.schema.Key {
 		if i > 0 {

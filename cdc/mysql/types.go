@@ -318,6 +318,11 @@ func convert(c *pipeline.Column, ci *colInfo, v any) (any, error) {
 		case decimal.Decimal:
 			d = x
 		case string:
+			if c.Type != pipeline.TypeString {
+				if u, ok := parseUnscaled(x, c.Scale); ok {
+					return pipeline.Decimal{Unscaled: u, Scale: int32(c.Scale)}, nil
+				}
+			}
 			var err error
 			if d, err = decimal.NewFromString(x); err != nil {
 				return nil, err
@@ -386,6 +391,9 @@ func convert(c *pipeline.Column, ci *colInfo, v any) (any, error) {
 			// as text.
 			if isZeroDate(x) {
 				return nil, nil
+			}
+			if t, ok := parseDatetime(x); ok {
+				return t, nil
 			}
 			t, err := time.ParseInLocation("2006-01-02 15:04:05.999999", x, time.UTC)
 			if err != nil {
@@ -461,6 +469,103 @@ func convert(c *pipeline.Column, ci *colInfo, v any) (any, error) {
 }
 
 func isZeroDate(s string) bool { return strings.HasPrefix(s, "0000-00-00") }
+
+// parseUnscaled reads a DECIMAL's text ([-]digits[.digits], as the server
+// writes it) as an integer scaled by 10^scale, without the arbitrary
+// precision detour; ok is false for anything else, or when it does not fit
+// in 18 digits, and the caller takes the slow path.
+func parseUnscaled(s string, scale int) (int64, bool) {
+	neg := false
+	if len(s) > 0 && s[0] == '-' {
+		neg, s = true, s[1:]
+	}
+	if len(s) == 0 || len(s) > 19 {
+		return 0, false
+	}
+	var u int64
+	digits, frac, dot := 0, 0, false
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		switch {
+		case ch == '.' && !dot:
+			dot = true
+			continue
+		case ch < '0' || ch > '9':
+			return 0, false
+		}
+		if dot {
+			frac++
+		}
+		u = u*10 + int64(ch-'0')
+		digits++
+	}
+	if digits == 0 || frac > scale {
+		return 0, false
+	}
+	for ; frac < scale; frac++ {
+		u *= 10
+		digits++
+	}
+	if digits > 18 {
+		return 0, false
+	}
+	if neg {
+		u = -u
+	}
+	return u, true
+}
+
+// parseDatetime reads "YYYY-MM-DD HH:MM:SS[.f...]" (the server's text for
+// DATETIME and TIMESTAMP in a UTC session) as a UTC time, microseconds
+// kept; ok is false for any other shape, and the caller takes
+// time.ParseInLocation's path.
+func parseDatetime(s string) (time.Time, bool) {
+	if len(s) < 19 || s[4] != '-' || s[7] != '-' || s[10] != ' ' || s[13] != ':' || s[16] != ':' {
+		return time.Time{}, false
+	}
+	num := func(s string) (int, bool) {
+		n := 0
+		for i := 0; i < len(s); i++ {
+			if s[i] < '0' || s[i] > '9' {
+				return 0, false
+			}
+			n = n*10 + int(s[i]-'0')
+		}
+		return n, true
+	}
+	y, ok1 := num(s[0:4])
+	mo, ok2 := num(s[5:7])
+	d, ok3 := num(s[8:10])
+	h, ok4 := num(s[11:13])
+	mi, ok5 := num(s[14:16])
+	sec, ok6 := num(s[17:19])
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	us := 0
+	if len(s) > 19 {
+		f := s[20:]
+		if s[19] != '.' || len(f) == 0 || len(f) > 9 {
+			return time.Time{}, false
+		}
+		n, ok := num(f)
+		if !ok {
+			return time.Time{}, false
+		}
+		for i := len(f); i < 6; i++ {
+			n *= 10
+		}
+		for i := len(f); i > 6; i-- {
+			n /= 10
+		}
+		us = n
+	}
+	t := time.Date(y, time.Month(mo), d, h, mi, sec, us*1000, time.UTC)
+	if t.Day() != d {
+		return time.Time{}, false // 31 February and such: let the slow path say why
+	}
+	return t, true
+}
 
 // parseTime parses [-]HHH:MM:SS[.ffffff] into a duration.
 func parseTime(s string) (time.Duration, error) {

@@ -11,7 +11,9 @@
 // at each point of the binlog from the binlog itself (see DDL). Without
 // it, shapes come from information_schema (see DDL for what that costs),
 // and Open logs a warning. The user needs SELECT, REPLICATION SLAVE and
-// REPLICATION CLIENT (MariaDB: also BINLOG MONITOR).
+// REPLICATION CLIENT (MariaDB: also BINLOG MONITOR); Open checks them
+// (privileges.go) and names the GRANT that is missing, and a backfill
+// needs SELECT only.
 //
 // # Tables and types
 //

@@ -227,6 +227,11 @@ func (s *Source) Open(ctx context.Context, opts pipeline.OpenOptions) (err error
 	}
 	s.versions, s.lastDDL, s.pending = map[string]int{}, map[string]ddlAt{}, nil
 
+	if s.cfg.Snapshot != SnapshotInitialOnly {
+		if err := s.checkPrivileges(ctx, dc.User, true, nil); err != nil {
+			return err
+		}
+	}
 	if err := s.loadTables(ctx); err != nil {
 		return err
 	}
@@ -272,6 +277,9 @@ func (s *Source) Open(ctx context.Context, opts pipeline.OpenOptions) (err error
 	s.cur, s.ready, s.headSent, s.readyN = nil, nil, 0, 0
 
 	if err := s.openSnapshot(ctx, fresh, st.Snapshot); err != nil {
+		return err
+	}
+	if err := s.checkPrivileges(ctx, dc.User, false, s.snapTodo); err != nil {
 		return err
 	}
 	if s.cfg.Snapshot == SnapshotInitialOnly {
@@ -519,7 +527,7 @@ func (s *Source) loadTables(ctx context.Context) error {
 		return fmt.Errorf("mysql: list tables: %w", err)
 	}
 	if len(names) == 0 {
-		return fmt.Errorf("%s.tables: no table matches %q (patterns match \"db.table\" whole)", prefix, s.cfg.Tables)
+		return fmt.Errorf("%s.tables: no table matches %q (patterns match \"db.table\" whole; information_schema shows a user only the tables it has a privilege on, so GRANT SELECT on them if they exist)", prefix, s.cfg.Tables)
 	}
 	s.tables = make(map[string]*table, len(names))
 	for _, n := range names {

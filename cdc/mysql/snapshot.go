@@ -1,11 +1,14 @@
 package mysql
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -556,30 +559,58 @@ func (c *chunk) readRows(ctx context.Context) error {
 		q += " WHERE " + strings.Join(conds, " AND ")
 	}
 	q += " ORDER BY " + t.keyList()
-	rows, err := c.tx.QueryContext(ctx, q, args...)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
+	// The driver's rows are read directly rather than through Rows.Scan:
+	// Scan copies every text value and boxes every number once more, and
+	// at a million rows that was a tenth of the snapshot's CPU. Values in
+	// raw alias the driver's buffer until the next row: fromSQL and
+	// convert copy what they keep, and key values are copied here.
+	return c.tx.Raw(func(dc any) error {
+		prep, ok := dc.(driver.ConnPrepareContext)
+		if !ok {
+			return fmt.Errorf("the MySQL driver's connection (%T) cannot prepare with a context", dc)
+		}
+		stmt, err := prep.PrepareContext(ctx, q)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		named := make([]driver.NamedValue, len(args))
+		for i, a := range args {
+			named[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
+		}
+		rows, err := stmt.(driver.StmtQueryContext).QueryContext(ctx, named)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		return c.readDriverRows(rows)
+	})
+}
+
+func (c *chunk) readDriverRows(rows driver.Rows) error {
+	t := c.t
 	n := len(t.cols)
-	raw := make([]any, n)
-	ptrs := make([]any, n)
-	for i := range raw {
-		ptrs[i] = &raw[i]
-	}
+	raw := make([]driver.Value, n)
+	vals := make([]any, n)
 	now := time.Now().UTC()
 	// A row is read at most once, so its key makes its position unique
 	// (chunks read while the binlog is idle share their point).
 	pos := fmt.Sprintf("snapshot@%s key=", c.at)
-	for rows.Next() {
-		if err := rows.Scan(ptrs...); err != nil {
+	for {
+		if err := rows.Next(raw); err != nil {
+			if err == io.EOF {
+				return nil
+			}
 			return err
 		}
 		key := make([]any, len(t.schema.Key))
 		for i, k := range t.schema.Key {
-			key[i] = raw[k]
+			if b, ok := raw[k].([]byte); ok {
+				key[i] = bytes.Clone(b)
+			} else {
+				key[i] = raw[k]
+			}
 		}
-		vals := make([]any, n)
 		for i, v := range raw {
 			x, err := fromSQL(&t.cols[i], v)
 			if err != nil {
@@ -597,7 +628,6 @@ func (c *chunk) readRows(ctx context.Context) error {
 		})
 		c.keys = append(c.keys, key)
 	}
-	return rows.Err()
 }
 
 // fromSQL turns a value as go-sql-driver returns it into the form the

@@ -229,6 +229,8 @@ func (d *Dimension) validate(p string) error {
 		if err := d.validateStream(p); err != nil {
 			return err
 		}
+	} else if j := d.JDBC; j.DSN == "" && j.Table == "" && j.Key == "" {
+		return fmt.Errorf("%s: either jdbc (a database table) or stream (a table of this job's source) is required", p)
 	} else if err := d.validateJDBC(p); err != nil {
 		return err
 	}

@@ -104,7 +104,10 @@
 // not from the later live content, because the source replays from the
 // checkpoint's position. Unlike dedupe's, this state cannot be rebuilt by
 // a replay (the dimension's rows were read once, before the position), so
-// a missing checkpoint fails Open rather than starting empty. Memory is
+// a missing checkpoint fails Open rather than starting empty. That
+// includes a savepoint older than the previous checkpoint: only the two
+// newest checkpoints of the store are kept, so a job with stream
+// dimensions cannot yet rewind to an older savepoint. Memory is
 // bounded whatever the dimension's size: an 8 MiB block cache, two 4 MiB
 // memtables and the LRU.
 //

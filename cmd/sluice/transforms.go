@@ -3,9 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -161,8 +164,77 @@ func (l *loader) validateTransforms(cfg *JobConfig) error {
 			}
 			return l.errPath("dimensions", err)
 		}
+		if err := l.validateStreams(cfg); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// validateStreams checks that each stream dimension reads a table this
+// job's source captures and, when the source knows its schemas up front
+// (datagen), that the table has the key and the columns.
+func (l *loader) validateStreams(cfg *JobConfig) error {
+	names := slices.Sorted(maps.Keys(cfg.Dimensions))
+	var schemas []*pipeline.Schema
+	if d := cfg.Source.Datagen; d != nil {
+		var err error
+		if schemas, err = d.Schemas(); err != nil {
+			return l.errPath("source.datagen", err)
+		}
+	}
+	for _, name := range names {
+		st := cfg.Dimensions[name].Stream
+		if st == nil {
+			continue
+		}
+		p := "dimensions." + name
+		if m := cfg.Source.MySQL; m != nil {
+			captured := false
+			for _, re := range m.Tables {
+				if ok, _ := regexp.MatchString("^(?:"+re+")$", st.Table); ok {
+					captured = true
+				}
+			}
+			if !captured {
+				return l.errPath(p+".stream.table", fmt.Errorf("%s.stream.table: %s is not captured by source.mysql.tables %q; a stream dimension is kept from a table this job's source reads", p, st.Table, m.Tables))
+			}
+		}
+		if schemas == nil {
+			continue
+		}
+		i := slices.IndexFunc(schemas, func(s *pipeline.Schema) bool { return s.Table.String() == st.Table })
+		if i < 0 {
+			return l.errPath(p+".stream.table", fmt.Errorf("%s.stream.table: %s is not a table of source.datagen", p, st.Table))
+		}
+		s := schemas[i]
+		if s.ColumnIndex(st.Key) < 0 {
+			return l.errPath(p+".stream.key", fmt.Errorf("%s.stream.key: table %s has no column %q (columns: %s)", p, st.Table, st.Key, strings.Join(schemaColumns(s), ", ")))
+		}
+		for _, c := range cfg.enrichColumns(name) {
+			if s.ColumnIndex(c) < 0 {
+				return l.errPath(p+".columns", fmt.Errorf("%s.columns: table %s has no column %q (columns: %s)", p, st.Table, c, strings.Join(schemaColumns(s), ", ")))
+			}
+		}
+	}
+	return nil
+}
+
+// enrichColumns are the dimension's columns after defaults: declared, or
+// those its rules add.
+func (cfg *JobConfig) enrichColumns(dim string) []string {
+	ec := cfg.enrichConfig()
+	ec.Dimensions = maps.Clone(ec.Dimensions)
+	ec.Defaults()
+	return ec.Dimensions[dim].Columns
+}
+
+func schemaColumns(s *pipeline.Schema) []string {
+	out := make([]string, len(s.Columns))
+	for i, c := range s.Columns {
+		out[i] = c.Name
+	}
+	return out
 }
 
 // indexedPrefix matches an error's leading "name[k]".
@@ -229,8 +301,19 @@ func buildOperators(cfg *JobConfig, log *zap.Logger) ([]pipeline.Operator, error
 		ops = append(ops, op)
 	}
 	if ec := cfg.enrichConfig(); len(ec.Rules) > 0 {
+		ec.Dimensions = maps.Clone(ec.Dimensions)
+		for name, d := range ec.Dimensions {
+			if d.Stream != nil && cfg.Source.MySQL != nil {
+				// The source's own server can say the column types before
+				// the dimension's first change arrives.
+				st := *d.Stream
+				st.ProbeDSN = cfg.Source.MySQL.DSN
+				d.Stream = &st
+				ec.Dimensions[name] = d
+			}
+		}
 		ec.Defaults()
-		op, err := enrich.New(ec.Dimensions, ec.Rules)
+		op, err := enrich.New(ec.Dimensions, ec.Rules, enrich.WithStateDir(filepath.Join(cfg.Checkpoint.Dir, "enrich")))
 		if err != nil {
 			return nil, fmt.Errorf("transforms: enrich: %w", err)
 		}

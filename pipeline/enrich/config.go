@@ -50,13 +50,17 @@ type Config struct {
 	Rules []Rule `yaml:"enrich"`
 }
 
-// Dimension is a table read through database/sql and looked up by one key
-// column.
+// Dimension is a table looked up by one key column: either read through
+// database/sql (JDBC) or kept current in the operator's state from a
+// change stream of the job's own source (Stream). Exactly one is set.
 type Dimension struct {
 	// Name is the dimension's key in Config.Dimensions (set by Defaults
 	// and New; not read from YAML).
 	Name string `yaml:"-"`
 	JDBC JDBC   `yaml:"jdbc"`
+	// Stream makes the dimension a table of the job's own source, applied
+	// to a Pebble store as its changes pass through the operator.
+	Stream *Stream `yaml:"stream"`
 	// Columns are the dimension columns that lookups read. Empty: the
 	// columns the rules add from this dimension.
 	Columns []string `yaml:"columns"`
@@ -85,6 +89,27 @@ type JDBC struct {
 	// with one key, the first the database returns wins.
 	Key string `yaml:"key"`
 }
+
+// Stream says which table of the job's source keeps a dimension current.
+// Its batches (as the operator chain emits them, after cleaning and
+// dedupe) are applied to the operator's checkpointed store, and passed on
+// unchanged.
+type Stream struct {
+	// Table is the source table, "db.table" as the source names it
+	// (pipeline.TableID.String).
+	Table string `yaml:"table"`
+	// Key is the column looked up. It should be the table's primary key
+	// (or unique): of several rows with one key, the last change wins.
+	Key string `yaml:"key"`
+	// ProbeDSN, set by the job's wiring for a MySQL source, is where the
+	// column types are read when the table has not been seen yet (a fact
+	// row can come before the dimension's first change). Not read from
+	// YAML.
+	ProbeDSN string `yaml:"-"`
+}
+
+// isSet reports whether any jdbc field was written.
+func (j JDBC) isSet() bool { return j != JDBC{} }
 
 // Cache bounds what is kept of a dimension in memory. Entries are not
 // checkpoint state: lookups are as of processing time, and a restarted job
@@ -159,7 +184,7 @@ func (d *Dimension) defaults() {
 	if d.BatchSize == 0 {
 		d.BatchSize = DefaultBatchSize
 	}
-	if d.JDBC.Driver == "" {
+	if d.JDBC.Driver == "" && d.Stream == nil {
 		dsn := strings.ToLower(strings.TrimSpace(d.JDBC.DSN))
 		if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 			d.JDBC.Driver = DriverPostgres
@@ -200,6 +225,60 @@ func (c *Config) Validate() error {
 // rule uses is never connected to, and a rule's additions must name
 // columns of the dimension (checked with the rule).
 func (d *Dimension) validate(p string) error {
+	if d.Stream != nil {
+		if err := d.validateStream(p); err != nil {
+			return err
+		}
+	} else if j := d.JDBC; j.DSN == "" && j.Table == "" && j.Key == "" {
+		return fmt.Errorf("%s: either jdbc (a database table) or stream (a table of this job's source) is required", p)
+	} else if err := d.validateJDBC(p); err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for i, col := range d.Columns {
+		if strings.TrimSpace(col) == "" {
+			return fmt.Errorf("%s.columns[%d]: empty column name", p, i)
+		}
+		if seen[col] {
+			return fmt.Errorf("%s.columns[%d]: %q is listed twice", p, i, col)
+		}
+		seen[col] = true
+	}
+	if d.Cache.Size <= 0 {
+		return fmt.Errorf("%s.cache.size: must be positive", p)
+	}
+	if d.Cache.TTL <= 0 {
+		return fmt.Errorf("%s.cache.ttl: must be positive", p)
+	}
+	if d.Cache.NegativeTTL <= 0 {
+		return fmt.Errorf("%s.cache.negative_ttl: must be positive", p)
+	}
+	if d.BatchSize <= 0 || d.BatchSize > MaxBatchSize {
+		return fmt.Errorf("%s.batch_size: must be between 1 and %d", p, MaxBatchSize)
+	}
+	return nil
+}
+
+func (d *Dimension) validateStream(p string) error {
+	s := d.Stream
+	if d.JDBC.isSet() {
+		return fmt.Errorf("%s.stream: set either jdbc or stream, not both", p)
+	}
+	if strings.TrimSpace(s.Table) == "" {
+		return fmt.Errorf("%s.stream.table: required (a table of this job's source, \"db.table\")", p)
+	}
+	for _, part := range strings.Split(s.Table, ".") {
+		if part == "" {
+			return fmt.Errorf("%s.stream.table: %q has an empty name part", p, s.Table)
+		}
+	}
+	if strings.TrimSpace(s.Key) == "" {
+		return fmt.Errorf("%s.stream.key: required (the column looked up)", p)
+	}
+	return nil
+}
+
+func (d *Dimension) validateJDBC(p string) error {
 	j := d.JDBC
 	switch j.Driver {
 	case DriverMySQL:
@@ -229,28 +308,6 @@ func (d *Dimension) validate(p string) error {
 	}
 	if strings.TrimSpace(j.Key) == "" {
 		return fmt.Errorf("%s.jdbc.key: required (the column looked up)", p)
-	}
-	seen := map[string]bool{}
-	for i, col := range d.Columns {
-		if strings.TrimSpace(col) == "" {
-			return fmt.Errorf("%s.columns[%d]: empty column name", p, i)
-		}
-		if seen[col] {
-			return fmt.Errorf("%s.columns[%d]: %q is listed twice", p, i, col)
-		}
-		seen[col] = true
-	}
-	if d.Cache.Size <= 0 {
-		return fmt.Errorf("%s.cache.size: must be positive", p)
-	}
-	if d.Cache.TTL <= 0 {
-		return fmt.Errorf("%s.cache.ttl: must be positive", p)
-	}
-	if d.Cache.NegativeTTL <= 0 {
-		return fmt.Errorf("%s.cache.negative_ttl: must be positive", p)
-	}
-	if d.BatchSize <= 0 || d.BatchSize > MaxBatchSize {
-		return fmt.Errorf("%s.batch_size: must be between 1 and %d", p, MaxBatchSize)
 	}
 	return nil
 }

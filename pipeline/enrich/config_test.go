@@ -154,3 +154,45 @@ enrich:
 		t.Errorf("missing: null decoded as %q", c.Rules[1].Missing)
 	}
 }
+
+func TestValidateStream(t *testing.T) {
+	stream := func(edit func(d *Dimension)) Config {
+		d := Dimension{Stream: &Stream{Table: "shop.customers", Key: "id"}, Columns: []string{"name"}}
+		edit(&d)
+		c := Config{Dimensions: map[string]Dimension{"customers": d},
+			Rules: []Rule{{Match: "shop.orders", Dim: "customers", On: "customer_id", Add: map[string]string{"customer_name": "name"}}}}
+		c.Defaults()
+		return c
+	}
+	ok := stream(func(*Dimension) {})
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("valid stream dimension: %v", err)
+	}
+	if d := ok.Dimensions["customers"]; d.JDBC.isSet() {
+		t.Errorf("defaults filled jdbc of a stream dimension: %+v", d.JDBC)
+	}
+	for _, c := range []struct {
+		edit func(d *Dimension)
+		want string
+	}{
+		{func(d *Dimension) { d.JDBC.DSN = "u:p@tcp(h:3306)/crm" }, "dimensions.customers.stream: set either jdbc or stream, not both"},
+		{func(d *Dimension) { d.Stream.Table = "" }, "dimensions.customers.stream.table: required"},
+		{func(d *Dimension) { d.Stream.Table = "shop." }, `dimensions.customers.stream.table: "shop." has an empty name part`},
+		{func(d *Dimension) { d.Stream.Key = " " }, "dimensions.customers.stream.key: required"},
+		{func(d *Dimension) { d.Stream = nil }, "dimensions.customers: either jdbc (a database table) or stream"},
+	} {
+		cfg := stream(c.edit)
+		err := cfg.Validate()
+		if err == nil || !strings.HasPrefix(err.Error(), c.want) {
+			t.Errorf("got %v, want %q...", err, c.want)
+		}
+	}
+	// The documented YAML shape decodes.
+	var d Dimension
+	if err := yaml.Unmarshal([]byte("stream: {table: shop.customers, key: id}\ncolumns: [name, tier]\n"), &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Stream == nil || d.Stream.Table != "shop.customers" || d.Stream.Key != "id" || len(d.Columns) != 2 {
+		t.Errorf("decoded %+v", d)
+	}
+}

@@ -71,6 +71,9 @@ type dimension struct {
 	keyCol pipeline.Column
 	kind   keyKind
 	cache  *lru.LRU[lookupKey, *entry]
+	// stream is set for a stream dimension, which has no db and no
+	// statements: its rows are in the operator's store.
+	stream *streamDim
 	// stmts are the prepared lookups by IN-list width; widths are the
 	// widths prepared on demand, ascending, the last one BatchSize.
 	stmts  map[int]*sql.Stmt
@@ -108,6 +111,9 @@ func (d *dimension) cached(k lookupKey, now time.Time) *entry {
 // describe names the dimension in errors without its DSN (which may hold
 // a password).
 func (d *dimension) describe() string {
+	if d.stream != nil {
+		return d.streamDescribe()
+	}
 	return fmt.Sprintf("dimension %s (%s table %s)", d.cfg.Name, d.cfg.JDBC.Driver, d.cfg.JDBC.Table)
 }
 
@@ -520,6 +526,14 @@ func (d *dimension) query(ctx context.Context, st *sql.Stmt, chunk []lookupKey, 
 		}
 	}
 	return nil
+}
+
+// keyName is the dimension's key column.
+func (d *dimension) keyName() string {
+	if d.stream != nil {
+		return d.stream.keyName
+	}
+	return d.cfg.JDBC.Key
 }
 
 func (d *dimension) close() error {

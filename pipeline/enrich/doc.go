@@ -36,8 +36,9 @@
 //
 // Processing time: a record gets the dimension row as it was when the
 // record was processed, give or take the cache TTL. Replaying the same
-// records later may add other values. The cache is therefore not state:
-// Snapshot returns nothing, and a restarted job starts with empty caches.
+// records later may add other values. For JDBC dimensions the cache is
+// therefore not state, and a restarted job starts with empty caches
+// (stream dimensions are state, below).
 //
 // Per batch and rule, the operator collects the distinct keys the cache
 // cannot answer and fetches them sorted, BatchSize keys per query, one
@@ -70,10 +71,76 @@
 // the record: Process returns it, and the runner restarts from the last
 // checkpoint.
 //
+// # Stream dimensions
+//
+// A dimension may instead be kept current from a change stream of a table
+// the job's own source captures:
+//
+//	dimensions:
+//	  customers:
+//	    stream: {table: shop.customers, key: id}   # instead of jdbc
+//	    columns: [name, tier]
+//	    cache: {size: 100000}                      # ttl does not apply
+//
+// The chain is one goroutine, so the operator sees every batch in stream
+// order. A batch of the stream's table (as the chain emits it, after its
+// own cleaning and dedupe; the runner's LayerRaw copy never reaches
+// operators) is applied to a Pebble store before anything else happens
+// to it: inserts, reads and updates put key -> the encoded Columns (an
+// update that changes the key removes the old one), deletes remove the
+// key. The batch is then passed on unchanged, so the dimension table
+// lands in the lake as usual. Rules of a stream dimension look keys up in
+// the store, sorted per batch, behind an LRU cache of Cache.Size keys
+// that every write updates, so it is never stale and needs no TTL.
+// Semantics are still processing time, but deterministic: a fact row sees
+// the dimension as of its own position in the stream, and a replay from a
+// checkpoint sees the same values again.
+//
+// State: all stream dimensions of a job share one checkpoint.StateDB in
+// the directory WithStateDir names (cmd/sluice uses <checkpoint.dir>/enrich,
+// as dedupe uses <checkpoint.dir>/dedupe). Snapshot(id) flushes it and
+// takes a Pebble checkpoint per id (with a nonce; the two newest are kept),
+// and Open(state) rebuilds the live store from exactly that checkpoint,
+// not from the later live content, because the source replays from the
+// checkpoint's position. Unlike dedupe's, this state cannot be rebuilt by
+// a replay (the dimension's rows were read once, before the position), so
+// a missing checkpoint fails Open rather than starting empty. That
+// includes a savepoint older than the previous checkpoint: only the two
+// newest checkpoints of the store are kept, so a job with stream
+// dimensions cannot yet rewind to an older savepoint. Memory is
+// bounded whatever the dimension's size: an 8 MiB block cache, two 4 MiB
+// memtables and the LRU.
+//
+// Types: the added columns take the types of the stream table's columns.
+// They are fixed when first learnt and stored with the state: from the
+// restored state, else from a probe of the source table when the wiring
+// gives Stream.ProbeDSN (cmd/sluice does for a MySQL source), else from
+// the first batch of the table. A fact batch that needs them before any
+// of these is an error saying so. Values of a later schema version whose
+// type changed are converted to the first type where possible.
+//
+// Ordering during an initial snapshot: the source reads tables chunk by
+// chunk, so a fact row can be processed before the chunk holding its
+// dimension row, and it gets the Missing policy. List the dimension table
+// first in the source's tables (so that it is snapshotted first), take the
+// snapshot of the dimension in an earlier run, or use missing: "null" and
+// accept NULLs for rows read before their dimension row. Once streaming,
+// the binlog's order is the order of the changes at the source: a
+// dimension change committed before a fact row's transaction is seen by it.
+//
+// A Kafka topic would plug in without changing this operator: the operator
+// matches batches by table name, not by source, so a Kafka source that
+// names its batches' table (say "topic.customers") and emits upserts and
+// deletes (Debezium, or plain JSON keyed by the message key) feeds a stream
+// dimension through the same Stream.Table, and the job's checkpoint
+// aligns the topic's offsets with the store. Only the type probe is
+// MySQL-specific; a Kafka source would learn types from its first message
+// or a schema registry.
+//
 // # Calls and goroutines
 //
 // The runner calls Open, then Process and Snapshot from one goroutine,
 // then Close; Open may follow Close. Stats may be called from any
-// goroutine. The operator starts no goroutines, and each dimension holds
-// one database connection.
+// goroutine. The operator starts no goroutines, and each JDBC dimension
+// holds one database connection (Pebble runs its own compactions).
 package enrich

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluice-cdc/sluice/checkpoint"
 	"github.com/sluice-cdc/sluice/pipeline"
 )
 
@@ -27,16 +28,19 @@ type Stats struct {
 	Lookups      int64 // record keys looked up (deletes and NULL keys are not)
 	CacheHits    int64 // lookups answered by the cache, found or not found
 	CacheMisses  int64 // lookups the cache could not answer
-	KeysFetched  int64 // distinct keys asked of the databases
+	KeysFetched  int64 // distinct keys asked of the databases or the store
 	Queries      int64 // lookup queries (round trips) issued
 	Missing      int64
 	Dropped      int64
 	DeadLettered int64
 	CacheEntries int64 // keys held by all caches after the last batch
+	// StreamChanges counts the rows written to or removed from stream
+	// dimensions' stores.
+	StreamChanges int64
 }
 
 type counters struct {
-	lookups, hits, misses, fetched, queries, missing, dropped, deadLettered, entries atomic.Int64
+	lookups, hits, misses, fetched, queries, missing, dropped, deadLettered, entries, applied atomic.Int64
 }
 
 // Option adjusts an Operator.
@@ -48,6 +52,27 @@ func WithClock(now func() time.Time) Option {
 	return func(o *Operator) { o.now = now }
 }
 
+// DefaultStateDir is where stream dimensions are stored when no
+// directory is given: next to the checkpoint store's default "./state".
+const DefaultStateDir = "./state/enrich"
+
+// DefaultStateCacheSize is the block cache of the stream dimensions'
+// store: small, because the operator's own LRU caches hold the hot keys.
+const DefaultStateCacheSize int64 = 8 << 20
+
+// WithStateDir sets the directory of the stream dimensions' store (the
+// operator owns it); default DefaultStateDir. Unused without stream
+// dimensions.
+func WithStateDir(dir string) Option {
+	return func(o *Operator) { o.stateDir = dir }
+}
+
+// WithStateCacheSize sets the store's Pebble block cache in bytes;
+// default DefaultStateCacheSize.
+func WithStateCacheSize(n int64) Option {
+	return func(o *Operator) { o.stateCache = n }
+}
+
 // Operator is the lookup join. See the package documentation.
 type Operator struct {
 	cfg   Config
@@ -55,9 +80,16 @@ type Operator struct {
 	now   func() time.Time
 	stats counters
 
+	stateDir   string
+	stateCache int64
+
 	// Set by Open, used by the single goroutine that runs Process.
 	dims  map[string]*dimension
 	plans map[pipeline.TableID]*plan
+	// store holds the stream dimensions (nil without any); streams maps
+	// a source table "db.table" to the stream dimensions it keeps.
+	store   *checkpoint.StateDB
+	streams map[string][]*dimension
 
 	// scratch reused across batches
 	res     []*entry
@@ -109,7 +141,7 @@ func New(dims map[string]Dimension, rules []Rule, opts ...Option) (*Operator, er
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	o := &Operator{cfg: cfg, now: time.Now}
+	o := &Operator{cfg: cfg, now: time.Now, stateDir: DefaultStateDir, stateCache: DefaultStateCacheSize}
 	for i, r := range cfg.Rules {
 		cols := cfg.Dimensions[r.Dim].Columns
 		cr := &rule{idx: i, cfg: r}
@@ -127,11 +159,12 @@ func New(dims map[string]Dimension, rules []Rule, opts ...Option) (*Operator, er
 // Name implements pipeline.Operator.
 func (o *Operator) Name() string { return Name }
 
-// Open connects to every dimension a rule uses, checks its table and reads
-// its column types. The operator keeps no checkpoint state, so state is
-// ignored. Open may follow Close to run again (a restarted job); the
+// Open connects to every JDBC dimension a rule uses, checks its table and
+// reads its column types. Stream dimensions are restored from state (the
+// bytes a Snapshot returned; nil on a fresh start, which starts them
+// empty). Open may follow Close to run again (a restarted job); the
 // caches start empty.
-func (o *Operator) Open(ctx context.Context, _ []byte) error {
+func (o *Operator) Open(ctx context.Context, state []byte) (err error) {
 	if o.dims != nil {
 		if err := o.Close(); err != nil {
 			return err
@@ -144,29 +177,67 @@ func (o *Operator) Open(ctx context.Context, _ []byte) error {
 	slices.Sort(used)
 	used = slices.Compact(used)
 	dims := make(map[string]*dimension, len(used))
-	for _, name := range used {
-		d, err := openDimension(ctx, o.cfg.Dimensions[name])
+	streams := map[string][]*dimension{}
+	var store *checkpoint.StateDB
+	defer func() {
 		if err != nil {
 			for _, od := range dims {
 				_ = od.close()
 			}
+			if store != nil {
+				_ = store.Close()
+			}
+		}
+	}()
+	for _, name := range used {
+		if o.cfg.Dimensions[name].Stream != nil && store == nil {
+			if store, err = checkpoint.OpenStateDB(checkpoint.StateDBOptions{Dir: o.stateDir, CacheSize: o.stateCache}, state); err != nil {
+				if errors.Is(err, checkpoint.ErrStateLost) {
+					return fmt.Errorf("stream dimensions: %w; they cannot be rebuilt by a replay "+
+						"(delete the job's checkpoint directory to start the job over with a fresh snapshot)", err)
+				}
+				return fmt.Errorf("stream dimensions: %w", err)
+			}
+		}
+	}
+	for _, name := range used {
+		cfg := o.cfg.Dimensions[name]
+		if cfg.Stream == nil {
+			d, err := openDimension(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			dims[name] = d
+			continue
+		}
+		d, err := openStreamDimension(ctx, cfg, store)
+		if err != nil {
 			return err
 		}
 		dims[name] = d
+		streams[cfg.Stream.Table] = append(streams[cfg.Stream.Table], d)
 	}
-	o.dims = dims
+	o.dims, o.store, o.streams = dims, store, streams
 	o.plans = map[pipeline.TableID]*plan{}
 	o.seen = map[lookupKey]struct{}{}
 	o.got = map[lookupKey]*entry{}
 	return nil
 }
 
-// Snapshot implements pipeline.Operator. There is no state: the caches
-// are a copy of the dimensions as of processing time, rebuilt by lookups
-// after a restart.
-func (o *Operator) Snapshot(context.Context, uint64) ([]byte, error) { return nil, nil }
+// Snapshot implements pipeline.Operator. JDBC dimensions have no state:
+// their caches are a copy of the dimensions as of processing time,
+// rebuilt by lookups after a restart. Stream dimensions are checkpointed:
+// their store is made durable as checkpoint id (see checkpoint.StateDB).
+func (o *Operator) Snapshot(_ context.Context, id uint64) ([]byte, error) {
+	if o.store == nil {
+		return nil, nil
+	}
+	return o.store.Snapshot(id)
+}
 
-// Close closes the dimensions' connections and empties their caches.
+// Close closes the dimensions' connections and store, and empties their
+// caches. Stream dimension changes since the last Snapshot are dropped:
+// the next Open restores a checkpoint, and the source replays from it.
 func (o *Operator) Close() error {
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(o.dims)) {
@@ -174,7 +245,10 @@ func (o *Operator) Close() error {
 			errs = append(errs, fmt.Errorf("dimension %s: close: %w", name, err))
 		}
 	}
-	o.dims, o.plans = nil, nil
+	if o.store != nil {
+		errs = append(errs, o.store.Close())
+	}
+	o.dims, o.plans, o.store, o.streams = nil, nil, nil, nil
 	return errors.Join(errs...)
 }
 
@@ -185,6 +259,7 @@ func (o *Operator) Stats() Stats {
 		Lookups: c.lookups.Load(), CacheHits: c.hits.Load(), CacheMisses: c.misses.Load(),
 		KeysFetched: c.fetched.Load(), Queries: c.queries.Load(), Missing: c.missing.Load(),
 		Dropped: c.dropped.Load(), DeadLettered: c.deadLettered.Load(), CacheEntries: c.entries.Load(),
+		StreamChanges: c.applied.Load(),
 	}
 }
 
@@ -201,6 +276,18 @@ func (o *Operator) Process(ctx context.Context, b *pipeline.Batch, emit func(*pi
 	}
 	if b.Schema.Table == pipeline.DeadLetterTable {
 		return emit(b)
+	}
+	if len(o.streams) > 0 {
+		// A batch of a stream dimension's table is applied before it is
+		// passed on (and enriched itself, if rules match it): records
+		// after it in the stream see its changes.
+		for _, d := range o.streams[b.Schema.Table.String()] {
+			n, err := d.applyStream(b, o.store)
+			o.stats.applied.Add(int64(n))
+			if err != nil {
+				return err
+			}
+		}
 	}
 	p, err := o.planFor(b.Schema)
 	if err != nil {
@@ -324,7 +411,12 @@ func (o *Operator) apply(ctx context.Context, st step, in *pipeline.Batch, out [
 	o.stats.lookups.Add(lookups)
 	o.stats.hits.Add(hits)
 	o.stats.misses.Add(lookups - hits)
-	if len(o.pending) > 0 {
+	if len(o.pending) > 0 && d.stream != nil {
+		o.stats.fetched.Add(int64(len(o.pending)))
+		if err := d.fetchStream(o.store, o.pending, o.got); err != nil {
+			return err
+		}
+	} else if len(o.pending) > 0 {
 		o.stats.fetched.Add(int64(len(o.pending)))
 		q, err := d.fetch(ctx, o.pending, o.got, now)
 		o.stats.queries.Add(int64(q))
@@ -376,7 +468,7 @@ func (o *Operator) reason(st step, v any, usable bool) string {
 	case v == nil:
 		return fmt.Sprintf("no row in dimension %s for %s=NULL (a NULL key matches no row)", d.cfg.Name, on)
 	case !usable:
-		return fmt.Sprintf("no row in dimension %s for %s=%v: not a valid key for its %s key column %s", d.cfg.Name, on, v, d.kind, d.cfg.JDBC.Key)
+		return fmt.Sprintf("no row in dimension %s for %s=%v: not a valid key for its %s key column %s", d.cfg.Name, on, v, d.kind, d.keyName())
 	}
 	k, _ := d.keyOf(v)
 	return fmt.Sprintf("no row in dimension %s for %s=%s", d.cfg.Name, on, d.render(k))
@@ -412,13 +504,20 @@ func (o *Operator) buildPlan(s *pipeline.Schema) (*plan, error) {
 			continue
 		}
 		d := o.dims[r.cfg.Dim]
+		if d.stream != nil && !d.stream.known {
+			why := "no batch of it has been seen yet and the source cannot be asked for its column types"
+			if d.stream.probeErr != nil {
+				why = fmt.Sprintf("no batch of it has been seen yet and reading the types from the source failed: %v", d.stream.probeErr)
+			}
+			return nil, fmt.Errorf("enrich[%d]: %s: the types of its columns are unknown: %s", r.idx, d.describe(), why)
+		}
 		on := index(r.cfg.On)
 		if on < 0 {
 			return nil, fmt.Errorf("enrich[%d].on: table %s (schema version %d) has no column %q", r.idx, name, s.Version, r.cfg.On)
 		}
 		if !d.keyAcceptable(cols[on].Type) {
 			return nil, fmt.Errorf("enrich[%d].on: column %s of %s is a %s, which cannot hold keys of dimension %s (key column %s is %s)",
-				r.idx, r.cfg.On, name, cols[on].Type, d.cfg.Name, d.cfg.JDBC.Key, d.keyCol.Type)
+				r.idx, r.cfg.On, name, cols[on].Type, d.cfg.Name, d.keyName(), d.keyCol.Type)
 		}
 		dst := len(cols)
 		for _, a := range r.adds {

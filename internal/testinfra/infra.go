@@ -157,6 +157,39 @@ func lookBin(name string, dirs ...string) (string, bool) {
 	return "", false
 }
 
+// goBinDirs are where go install and go build -o put the servers built
+// from Go: GOBIN, each GOPATH's bin, ~/go/bin, and the bin folder at the
+// root of this repository (the nearest parent of the working directory
+// with a go.mod and a tools folder).
+func goBinDirs() []string {
+	var dirs []string
+	if d := os.Getenv("GOBIN"); d != "" {
+		dirs = append(dirs, d)
+	}
+	if gp := os.Getenv("GOPATH"); gp != "" {
+		for _, d := range filepath.SplitList(gp) {
+			dirs = append(dirs, filepath.Join(d, "bin"))
+		}
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		dirs = append(dirs, filepath.Join(home, "go", "bin"))
+	}
+	if wd, err := os.Getwd(); err == nil {
+		for d := wd; ; d = filepath.Dir(d) {
+			_, errMod := os.Stat(filepath.Join(d, "go.mod"))
+			_, errTools := os.Stat(filepath.Join(d, "tools"))
+			if errMod == nil && errTools == nil {
+				dirs = append(dirs, filepath.Join(d, "bin"))
+				break
+			}
+			if filepath.Dir(d) == d {
+				break
+			}
+		}
+	}
+	return dirs
+}
+
 // shared starts a server at most once per test binary and remembers the
 // outcome.
 type shared[T any] struct {

@@ -59,21 +59,7 @@ type s3Server struct {
 var s3Shared shared[*s3Server]
 
 // versitygwBin looks on PATH, then where go install puts binaries.
-func versitygwBin() (string, bool) {
-	var dirs []string
-	if d := os.Getenv("GOBIN"); d != "" {
-		dirs = append(dirs, d)
-	}
-	if gp := os.Getenv("GOPATH"); gp != "" {
-		for _, d := range filepath.SplitList(gp) {
-			dirs = append(dirs, filepath.Join(d, "bin"))
-		}
-	}
-	if home, err := os.UserHomeDir(); err == nil {
-		dirs = append(dirs, filepath.Join(home, "go", "bin"))
-	}
-	return lookBin("versitygw", dirs...)
-}
+func versitygwBin() (string, bool) { return lookBin("versitygw", goBinDirs()...) }
 
 // S3 returns a fresh bucket on this test binary's S3 server, starting the
 // server on first use. The bucket is left in place; the server's directory

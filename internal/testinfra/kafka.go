@@ -14,12 +14,13 @@ import (
 )
 
 // KafkaTopic is a topic of its own for one test, on a Kafka cluster shared
-// by the test binary. Locally the cluster is franz-go's kfake, in the test
-// binary's own process, on one fixed 127.0.0.1 port that non-Go clients
-// (versitygw's event sink, a CLI) can dial too; it speaks the Kafka
-// protocol: produce, fetch, consumer groups and committed offsets,
-// idempotent and transactional producers, read-committed. There is no
-// authentication and no TLS.
+// by the test binary: Redpanda in a container, or locally franz-go's kfake
+// in the test binary's own process, on one fixed 127.0.0.1 port that
+// non-Go clients (versitygw's event sink, a CLI) can dial too. Both speak
+// the Kafka protocol: produce, fetch, consumer groups and committed
+// offsets, idempotent and transactional producers, read-committed. There
+// is no authentication and no TLS, and topics are not created on first
+// use: make more with NewTopic.
 type KafkaTopic struct {
 	// Brokers are the seed brokers, host:port.
 	Brokers []string
@@ -38,7 +39,7 @@ type kafkaCluster struct {
 	admin   *kadm.Client
 }
 
-var kafkaShared shared[*kafkaCluster]
+var kafkaShared, kafkaDocker shared[*kafkaCluster]
 
 // Kafka returns a fresh topic of KafkaPartitions partitions on this test
 // binary's Kafka cluster, starting the cluster on first use. The topic is
@@ -53,7 +54,9 @@ func Kafka(t testing.TB) *KafkaTopic {
 
 func kafkaFor(t testing.TB) *kafkaCluster {
 	t.Helper()
-	useLocal(t)
+	if c, ok := fromDocker(t, &kafkaDocker, "Redpanda", startRedpandaContainer); ok {
+		return c
+	}
 	c, err := kafkaShared.get(startKfake)
 	if err != nil {
 		t.Fatalf("testinfra: start Kafka: %v", err)

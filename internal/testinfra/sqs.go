@@ -70,20 +70,23 @@ type sqsServer struct {
 	tail     func() string // the server's log tail, for messages
 }
 
-var sqsShared shared[*sqsServer]
+var sqsShared, sqsDocker shared[*sqsServer]
 
-// SQS returns a fresh queue on this test binary's SQS server, starting the
-// server on first use. The queue is deleted when the test ends.
+// SQS returns a fresh queue on this test binary's SQS server (goaws
+// locally, LocalStack in a container), starting the server on first use. The queue is deleted when the test ends.
 func SQS(t testing.TB) *SQSQueue {
 	t.Helper()
-	useLocal(t)
-	bin, ok := lookBin("goaws", goBinDirs()...)
+	srv, ok := fromDocker(t, &sqsDocker, "LocalStack (SQS)", startLocalStackContainer)
 	if !ok {
-		missing(t, "goaws (SQS-compatible server)", GoawsInstall)
-	}
-	srv, err := sqsShared.get(func() (*sqsServer, error) { return startGoaws(bin) })
-	if err != nil {
-		t.Fatalf("testinfra: start goaws: %v", err)
+		bin, ok := lookBin("goaws", goBinDirs()...)
+		if !ok {
+			missing(t, "goaws (SQS-compatible server)", GoawsInstall)
+		}
+		var err error
+		srv, err = sqsShared.get(func() (*sqsServer, error) { return startGoaws(bin) })
+		if err != nil {
+			t.Fatalf("testinfra: start goaws: %v", err)
+		}
 	}
 	return srv.queue(t)
 }

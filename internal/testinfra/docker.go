@@ -23,6 +23,7 @@ import (
 	tclocalstack "github.com/testcontainers/testcontainers-go/modules/localstack"
 	tcmariadb "github.com/testcontainers/testcontainers-go/modules/mariadb"
 	tcminio "github.com/testcontainers/testcontainers-go/modules/minio"
+	tcmysql "github.com/testcontainers/testcontainers-go/modules/mysql"
 	tcpostgres "github.com/testcontainers/testcontainers-go/modules/postgres"
 	tcredpanda "github.com/testcontainers/testcontainers-go/modules/redpanda"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -36,6 +37,7 @@ import (
 // servers where there is one.
 const (
 	imageMariaDB    = "mariadb:10.11"
+	imageMySQL8     = "mysql:8.4"
 	imagePostgres   = "postgres:15"
 	imageRedpanda   = "docker.redpanda.com/redpandadata/redpanda:v25.2.4"
 	imageMinIO      = "minio/minio:RELEASE.2024-01-16T16-07-38Z"
@@ -264,6 +266,21 @@ func startMariaDBContainer(ctx context.Context) (*mysqlServer, error) {
 		}
 		return c, err
 	}, "SELECT, RELOAD, REPLICATION SLAVE, REPLICATION CLIENT, BINLOG MONITOR")
+}
+
+// startMySQL8Container: MySQL 8.4 with a row binlog, full images and
+// metadata, and GTIDs. The image's entrypoint passes flags to mysqld.
+func startMySQL8Container(ctx context.Context) (*mysqlServer, error) {
+	return startMySQLContainer(ctx, "MySQL 8", func(ctx context.Context) (testcontainers.Container, error) {
+		c, err := tcmysql.Run(ctx, imageMySQL8, tcmysql.WithUsername("root"), tcmysql.WithPassword(rootPass),
+			testcontainers.WithCmd("--log-bin=binlog", "--binlog-format=ROW", "--binlog-row-image=FULL",
+				"--binlog-row-metadata=FULL", "--server-id=1", "--gtid-mode=ON", "--enforce-gtid-consistency=ON",
+				"--innodb-buffer-pool-size=64M", "--skip-name-resolve"))
+		if c == nil {
+			return nil, err
+		}
+		return c, err
+	}, "SELECT, RELOAD, REPLICATION SLAVE, REPLICATION CLIENT")
 }
 
 // startPostgresContainer: trust authentication and no durability, as the

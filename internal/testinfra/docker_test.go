@@ -159,3 +159,21 @@ func TestModes(t *testing.T) {
 		t.Error(f.failed)
 	}
 }
+
+// MySQL 8 exists only in a container: without an engine the test skips,
+// with CI=true too; with SLUICE_TEST_INFRA=docker it fails.
+func TestMySQL8WithoutEngine(t *testing.T) {
+	pretendEngine(t, errors.New("no engine"))
+	t.Setenv("CI", "true")
+	for _, mode := range []string{"auto", "local"} {
+		t.Setenv(EnvInfra, mode)
+		f := withTB(t, func(tb testing.TB) { MySQL8(tb) })
+		if f.failed != "" || !strings.Contains(f.skipped, "MySQL 8 needs a Docker engine") {
+			t.Errorf("%s: failed=%q skipped=%q", mode, f.failed, f.skipped)
+		}
+	}
+	t.Setenv(EnvInfra, "docker")
+	if f := withTB(t, func(tb testing.TB) { MySQL8(tb) }); f.failed == "" {
+		t.Errorf("docker without an engine: not failed (skipped=%q)", f.skipped)
+	}
+}

@@ -207,3 +207,32 @@ func startMariaDB(mariadbd, installDB string) (*mysqlServer, error) {
 		what: fmt.Sprintf("MariaDB (pid %d)", p.pid()), tail: p.logTail,
 	}, nil
 }
+
+var mysql8Docker shared[*mysqlServer]
+
+// MySQL8 returns a fresh database on this test binary's MySQL 8.4 server,
+// a container (there is no local MySQL 8 here: Debian 12 packages
+// MariaDB), starting it on first use. The server writes a row binlog with
+// full images and full metadata, with GTIDs (gtid_mode=ON,
+// enforce_gtid_consistency=ON) and server id 1; CDCUser has SELECT,
+// RELOAD, REPLICATION SLAVE and REPLICATION CLIENT. There is no TLS user
+// (CACert is empty). Without a Docker engine the test is skipped, also
+// with CI=true (the CI machine has none); with SLUICE_TEST_INFRA=docker it
+// fails instead.
+func MySQL8(t testing.TB) *MySQL {
+	t.Helper()
+	if infraMode(t) == "local" {
+		t.Skipf("testinfra: MySQL 8 needs a Docker engine; %s=local", EnvInfra)
+	}
+	if !useDocker(t) {
+		t.Skipf("testinfra: MySQL 8 needs a Docker engine; none answers: %v", dockerHealth())
+	}
+	srv, err := mysql8Docker.get(func() (*mysqlServer, error) { return startContainer(startMySQL8Container) })
+	if err != nil {
+		if infraMode(t) == "docker" {
+			t.Fatalf("testinfra: start MySQL 8 container: %v", err)
+		}
+		t.Skipf("testinfra: MySQL 8 needs a Docker engine that can run %s: %v", imageMySQL8, err)
+	}
+	return srv.database(t)
+}

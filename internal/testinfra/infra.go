@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,69 +66,14 @@ func atExit(stop func()) {
 	reg.mu.Unlock()
 }
 
-// useLocal decides, per SLUICE_TEST_INFRA, that the test gets local
-// processes, or ends the test.
-func useLocal(t testing.TB) {
+// checkMain notes once that the package's TestMain does not call Main.
+func checkMain(t testing.TB) {
 	t.Helper()
-	switch m := os.Getenv(EnvInfra); m {
-	case "", "auto":
-		if dockerAnswers() {
-			t.Logf("testinfra: a Docker engine answers, but testcontainers-go is not wired into internal/testinfra yet: using local processes")
-		}
-	case "local":
-	case "docker":
-		t.Fatalf("testinfra: %s=docker, but testcontainers-go is not wired into internal/testinfra yet; use %s=auto or local", EnvInfra, EnvInfra)
-	default:
-		t.Fatalf("testinfra: %s=%q: want auto, docker or local", EnvInfra, m)
-	}
 	if !mainUsed.Load() {
 		warnNoMain.Do(func() {
-			t.Logf("testinfra: this package's TestMain does not call testinfra.Main: servers die with the test binary (parent-death signal), their directories are removed by a later run")
+			t.Logf("testinfra: this package's TestMain does not call testinfra.Main: servers die with the test binary (parent-death signal, or Ryuk for containers), their directories are removed by a later run")
 		})
 	}
-}
-
-// dockerAnswers reports whether a Docker engine answers GET /_ping within
-// 5 s, on DOCKER_HOST (unix:// or tcp://) or /var/run/docker.sock. Asked
-// once per test binary.
-var dockerAnswers = sync.OnceValue(func() bool {
-	network, addr := "unix", "/var/run/docker.sock"
-	if h := os.Getenv("DOCKER_HOST"); h != "" {
-		switch {
-		case strings.HasPrefix(h, "unix://"):
-			addr = strings.TrimPrefix(h, "unix://")
-		case strings.HasPrefix(h, "tcp://"):
-			network, addr = "tcp", strings.TrimPrefix(h, "tcp://")
-		default:
-			return false
-		}
-	}
-	return pingDocker(network, addr, 5*time.Second)
-})
-
-func pingDocker(network, addr string, timeout time.Duration) bool {
-	if network == "unix" {
-		if _, err := os.Stat(addr); err != nil {
-			return false
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, network, addr)
-	}}
-	defer tr.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/_ping", nil)
-	if err != nil {
-		return false
-	}
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
 }
 
 // missing ends a test whose server binary is not installed: a skip, or a
@@ -155,6 +99,39 @@ func lookBin(name string, dirs ...string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// goBinDirs are where go install and go build -o put the servers built
+// from Go: GOBIN, each GOPATH's bin, ~/go/bin, and the bin folder at the
+// root of this repository (the nearest parent of the working directory
+// with a go.mod and a tools folder).
+func goBinDirs() []string {
+	var dirs []string
+	if d := os.Getenv("GOBIN"); d != "" {
+		dirs = append(dirs, d)
+	}
+	if gp := os.Getenv("GOPATH"); gp != "" {
+		for _, d := range filepath.SplitList(gp) {
+			dirs = append(dirs, filepath.Join(d, "bin"))
+		}
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		dirs = append(dirs, filepath.Join(home, "go", "bin"))
+	}
+	if wd, err := os.Getwd(); err == nil {
+		for d := wd; ; d = filepath.Dir(d) {
+			_, errMod := os.Stat(filepath.Join(d, "go.mod"))
+			_, errTools := os.Stat(filepath.Join(d, "tools"))
+			if errMod == nil && errTools == nil {
+				dirs = append(dirs, filepath.Join(d, "bin"))
+				break
+			}
+			if filepath.Dir(d) == d {
+				break
+			}
+		}
+	}
+	return dirs
 }
 
 // shared starts a server at most once per test binary and remembers the

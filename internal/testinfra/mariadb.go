@@ -54,14 +54,16 @@ func (m *MySQL) dsn(user, pass string) string {
 	return c.FormatDSN()
 }
 
-type mariaServer struct {
-	proc   *proc
+type mysqlServer struct {
+	host   string
 	port   int
-	admin  *sql.DB
-	caCert string
+	admin  *sql.DB // root
+	caCert string  // empty: the server offers no TLS (containers)
+	what   string  // for messages: "MariaDB (pid N)" or a container
+	tail   func() string
 }
 
-var mariaShared shared[*mariaServer]
+var mariaShared, mariaDocker shared[*mysqlServer]
 
 const (
 	mariaUser    = "sluice"
@@ -74,28 +76,43 @@ const (
 
 // MariaDB returns a fresh database on this test binary's MariaDB server,
 // starting the server on first use. The database is dropped when the test
-// ends; the binlog is shared by all tests of the binary.
+// ends; the binlog is shared by all tests of the binary. In a container
+// the server offers no TLS: CACert and TLSUser are empty (tests of TLS
+// skip).
 func MariaDB(t testing.TB) *MySQL {
 	t.Helper()
-	useLocal(t)
-	const hint = "apt-get install -y mariadb-server"
-	mariadbd, ok := lookBin("mariadbd", "/usr/sbin", "/usr/local/sbin")
+	srv, ok := fromDocker(t, &mariaDocker, "MariaDB", startMariaDBContainer)
 	if !ok {
-		missing(t, "mariadbd", hint)
+		const hint = "apt-get install -y mariadb-server"
+		mariadbd, ok := lookBin("mariadbd", "/usr/sbin", "/usr/local/sbin")
+		if !ok {
+			missing(t, "mariadbd", hint)
+		}
+		installDB, ok := lookBin("mariadb-install-db", "/usr/bin", "/usr/local/bin")
+		if !ok {
+			missing(t, "mariadb-install-db", hint)
+		}
+		var err error
+		srv, err = mariaShared.get(func() (*mysqlServer, error) { return startMariaDB(mariadbd, installDB) })
+		if err != nil {
+			t.Fatalf("testinfra: start MariaDB: %v", err)
+		}
 	}
-	installDB, ok := lookBin("mariadb-install-db", "/usr/bin", "/usr/local/bin")
-	if !ok {
-		missing(t, "mariadb-install-db", hint)
+	my := srv.database(t)
+	if srv.caCert != "" {
+		my.CACert, my.TLSUser, my.TLSPassword = srv.caCert, mariaTLSUser, mariaTLSPass
 	}
-	srv, err := mariaShared.get(func() (*mariaServer, error) { return startMariaDB(mariadbd, installDB) })
-	if err != nil {
-		t.Fatalf("testinfra: start MariaDB: %v", err)
-	}
+	return my
+}
+
+// database creates a database for the test, dropped when it ends.
+func (srv *mysqlServer) database(t testing.TB) *MySQL {
+	t.Helper()
 	name := uniqueName(t, '_', 48)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := srv.admin.ExecContext(ctx, "CREATE DATABASE `"+name+"`"); err != nil {
-		t.Fatalf("testinfra: MariaDB (pid %d): create database %s: %v%s", srv.proc.pid(), name, err, srv.proc.logTail())
+		t.Fatalf("testinfra: %s: create database %s: %v%s", srv.what, name, err, srv.tail())
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -105,13 +122,12 @@ func MariaDB(t testing.TB) *MySQL {
 		}
 	})
 	return &MySQL{
-		Host: "127.0.0.1", Port: srv.port, User: mariaUser, Password: mariaPass, Database: name,
+		Host: srv.host, Port: srv.port, User: mariaUser, Password: mariaPass, Database: name,
 		CDCUser: mariaCDCUser, CDCPassword: mariaCDCPass,
-		CACert: srv.caCert, TLSUser: mariaTLSUser, TLSPassword: mariaTLSPass,
 	}
 }
 
-func startMariaDB(mariadbd, installDB string) (*mariaServer, error) {
+func startMariaDB(mariadbd, installDB string) (*mysqlServer, error) {
 	began := time.Now()
 	dir, err := newServerDir("mariadb")
 	if err != nil {
@@ -186,5 +202,37 @@ func startMariaDB(mariadbd, installDB string) (*mariaServer, error) {
 	}
 	atExit(stop)
 	logStart("MariaDB", p, port, began)
-	return &mariaServer{proc: p, port: port, admin: admin, caCert: caCert}, nil
+	return &mysqlServer{
+		host: "127.0.0.1", port: port, admin: admin, caCert: caCert,
+		what: fmt.Sprintf("MariaDB (pid %d)", p.pid()), tail: p.logTail,
+	}, nil
+}
+
+var mysql8Docker shared[*mysqlServer]
+
+// MySQL8 returns a fresh database on this test binary's MySQL 8.4 server,
+// a container (there is no local MySQL 8 here: Debian 12 packages
+// MariaDB), starting it on first use. The server writes a row binlog with
+// full images and full metadata, with GTIDs (gtid_mode=ON,
+// enforce_gtid_consistency=ON) and server id 1; CDCUser has SELECT,
+// RELOAD, REPLICATION SLAVE and REPLICATION CLIENT. There is no TLS user
+// (CACert is empty). Without a Docker engine the test is skipped, also
+// with CI=true (the CI machine has none); with SLUICE_TEST_INFRA=docker it
+// fails instead.
+func MySQL8(t testing.TB) *MySQL {
+	t.Helper()
+	if infraMode(t) == "local" {
+		t.Skipf("testinfra: MySQL 8 needs a Docker engine; %s=local", EnvInfra)
+	}
+	if !useDocker(t) {
+		t.Skipf("testinfra: MySQL 8 needs a Docker engine; none answers: %v", dockerHealth())
+	}
+	srv, err := mysql8Docker.get(func() (*mysqlServer, error) { return startContainer(startMySQL8Container) })
+	if err != nil {
+		if infraMode(t) == "docker" {
+			t.Fatalf("testinfra: start MySQL 8 container: %v", err)
+		}
+		t.Skipf("testinfra: MySQL 8 needs a Docker engine that can run %s: %v", imageMySQL8, err)
+	}
+	return srv.database(t)
 }

@@ -39,12 +39,14 @@ func (p *PG) DSN() string {
 }
 
 type pgServer struct {
-	proc  *proc
+	host  string
 	port  int
 	admin *sql.DB
+	what  string // for messages: "PostgreSQL (pid N)" or a container
+	tail  func() string
 }
 
-var pgShared shared[*pgServer]
+var pgShared, pgDocker shared[*pgServer]
 
 // pgBinDir finds initdb and postgres: Debian keeps them out of PATH, in
 // /usr/lib/postgresql/VERSION/bin (the highest version wins).
@@ -76,20 +78,23 @@ func pgBinDir() (string, bool) {
 // the test ends.
 func PostgreSQL(t testing.TB) *PG {
 	t.Helper()
-	useLocal(t)
-	bin, ok := pgBinDir()
+	srv, ok := fromDocker(t, &pgDocker, "PostgreSQL", startPostgresContainer)
 	if !ok {
-		missing(t, "PostgreSQL server (initdb, postgres in /usr/lib/postgresql/*/bin)", "apt-get install -y postgresql")
-	}
-	srv, err := pgShared.get(func() (*pgServer, error) { return startPostgres(bin) })
-	if err != nil {
-		t.Fatalf("testinfra: start PostgreSQL: %v", err)
+		bin, ok := pgBinDir()
+		if !ok {
+			missing(t, "PostgreSQL server (initdb, postgres in /usr/lib/postgresql/*/bin)", "apt-get install -y postgresql")
+		}
+		var err error
+		srv, err = pgShared.get(func() (*pgServer, error) { return startPostgres(bin) })
+		if err != nil {
+			t.Fatalf("testinfra: start PostgreSQL: %v", err)
+		}
 	}
 	name := uniqueName(t, '_', 48)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := srv.admin.ExecContext(ctx, `CREATE DATABASE "`+name+`"`); err != nil {
-		t.Fatalf("testinfra: PostgreSQL (pid %d): create database %s: %v%s", srv.proc.pid(), name, err, srv.proc.logTail())
+		t.Fatalf("testinfra: %s: create database %s: %v%s", srv.what, name, err, srv.tail())
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -99,7 +104,7 @@ func PostgreSQL(t testing.TB) *PG {
 			t.Logf("testinfra: drop database %s: %v", name, err)
 		}
 	})
-	return &PG{Host: "127.0.0.1", Port: srv.port, User: "postgres", Database: name}
+	return &PG{Host: srv.host, Port: srv.port, User: "postgres", Database: name}
 }
 
 func startPostgres(bin string) (*pgServer, error) {
@@ -167,7 +172,7 @@ func startPostgres(bin string) (*pgServer, error) {
 		return nil, err
 	}
 	admin.SetMaxOpenConns(4)
-	srv := &pgServer{proc: p, port: port, admin: admin}
+	srv := &pgServer{host: "127.0.0.1", port: port, admin: admin, what: fmt.Sprintf("PostgreSQL (pid %d)", p.pid()), tail: p.logTail}
 	atExit(func() {
 		admin.Close()
 		p.stop()

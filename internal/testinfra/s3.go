@@ -51,50 +51,40 @@ const (
 )
 
 type s3Server struct {
-	proc     *proc
 	endpoint string
 	client   *s3.Client
+	what     string // for messages: "versitygw (pid N)" or a container
+	tail     func() string
 }
 
-var s3Shared shared[*s3Server]
+var s3Shared, s3Docker shared[*s3Server]
 
 // versitygwBin looks on PATH, then where go install puts binaries.
-func versitygwBin() (string, bool) {
-	var dirs []string
-	if d := os.Getenv("GOBIN"); d != "" {
-		dirs = append(dirs, d)
-	}
-	if gp := os.Getenv("GOPATH"); gp != "" {
-		for _, d := range filepath.SplitList(gp) {
-			dirs = append(dirs, filepath.Join(d, "bin"))
-		}
-	}
-	if home, err := os.UserHomeDir(); err == nil {
-		dirs = append(dirs, filepath.Join(home, "go", "bin"))
-	}
-	return lookBin("versitygw", dirs...)
-}
+func versitygwBin() (string, bool) { return lookBin("versitygw", goBinDirs()...) }
 
-// S3 returns a fresh bucket on this test binary's S3 server, starting the
-// server on first use. The bucket is left in place; the server's directory
+// S3 returns a fresh bucket on this test binary's S3 server (versitygw
+// locally, MinIO in a container), starting the server on first use. The bucket is left in place; the server's directory
 // goes when the binary ends.
 func S3(t testing.TB) *S3Bucket {
 	t.Helper()
-	useLocal(t)
-	bin, ok := versitygwBin()
+	srv, ok := fromDocker(t, &s3Docker, "MinIO", startMinIOContainer)
 	if !ok {
-		missing(t, "versitygw (S3-compatible server)", VersityGWInstall)
-	}
-	srv, err := s3Shared.get(func() (*s3Server, error) { return startVersityGW(bin) })
-	if err != nil {
-		t.Fatalf("testinfra: start versitygw: %v", err)
+		bin, ok := versitygwBin()
+		if !ok {
+			missing(t, "versitygw (S3-compatible server)", VersityGWInstall)
+		}
+		var err error
+		srv, err = s3Shared.get(func() (*s3Server, error) { return startVersityGW(bin) })
+		if err != nil {
+			t.Fatalf("testinfra: start versitygw: %v", err)
+		}
 	}
 	// Bucket names: 3-63 of lowercase letters, digits and hyphens.
 	bucket := uniqueName(t, '-', 63)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := srv.client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
-		t.Fatalf("testinfra: versitygw (pid %d): create bucket %s: %v%s", srv.proc.pid(), bucket, err, srv.proc.logTail())
+		t.Fatalf("testinfra: %s: create bucket %s: %v%s", srv.what, bucket, err, srv.tail())
 	}
 	return &S3Bucket{Endpoint: srv.endpoint, Region: s3Region, AccessKey: s3Access, SecretKey: s3Secret, Bucket: bucket}
 }
@@ -134,5 +124,8 @@ func startVersityGW(bin string) (*s3Server, error) {
 		os.RemoveAll(dir)
 	})
 	logStart("versitygw", p, port, began)
-	return &s3Server{proc: p, endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), client: client}, nil
+	return &s3Server{
+		endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), client: client,
+		what: fmt.Sprintf("versitygw (pid %d)", p.pid()), tail: p.logTail,
+	}, nil
 }

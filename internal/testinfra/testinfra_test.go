@@ -7,8 +7,6 @@ import (
 	"database/sql"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -214,40 +212,4 @@ func alive(pid int) bool {
 		return s[i+2] != 'Z'
 	}
 	return true
-}
-
-func TestPingDocker(t *testing.T) {
-	sock := t.TempDir() + "/docker.sock"
-	if pingDocker("unix", sock, time.Second) {
-		t.Error("no socket: pinged")
-	}
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/_ping" {
-			http.NotFound(w, r)
-			return
-		}
-		io.WriteString(w, "OK")
-	})}
-	go srv.Serve(l)
-	defer srv.Close()
-	if !pingDocker("unix", sock, 5*time.Second) {
-		t.Error("an engine that answers /_ping was not seen")
-	}
-	// A socket that accepts but never answers: false within the limit.
-	mute, err := net.Listen("unix", t.TempDir()+"/mute.sock")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mute.Close()
-	began := time.Now()
-	if pingDocker("unix", mute.Addr().String(), 300*time.Millisecond) {
-		t.Error("a mute socket pinged")
-	}
-	if d := time.Since(began); d > 3*time.Second {
-		t.Errorf("ping of a mute socket took %v", d)
-	}
 }

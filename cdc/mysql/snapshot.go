@@ -424,6 +424,9 @@ func (c *chunk) beginWatermark(ctx context.Context, flavor string, r readerAt, p
 				continue
 			}
 		}
+		// MySQL has no binlog_snapshot_* status: begin opens the snapshot
+		// only, and the watermarks are GTID sets.
+		c.noPos = flavor == gomysql.MySQLFlavor
 		if err := c.begin(ctx); err != nil {
 			return err
 		}
@@ -449,6 +452,11 @@ func (c *chunk) beginWatermark(ctx context.Context, flavor string, r readerAt, p
 			return err
 		}
 		c.highSet = high
+		// The binlog end at about the same time, for the rows' positions
+		// only (Record.Position "snapshot@file:pos key=...").
+		if c.at, err = binlogEnd(ctx, c.tx); err != nil {
+			return err
+		}
 	} else {
 		high, err := binlogEnd(ctx, c.tx)
 		if err != nil {

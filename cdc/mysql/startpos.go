@@ -176,6 +176,14 @@ func (s *Source) gtidAtPosition(ctx context.Context, host string, port uint16, u
 			cur, explicit = next.String(), false
 		case *replication.MariadbGTIDEvent:
 			cur, explicit = e.GTID.String(), !e.IsStandalone()
+		case *replication.TransactionPayloadEvent:
+			// MySQL binlog_transaction_compression: the payload holds the
+			// whole transaction, its commit included.
+			if cur != "" {
+				if err := end(); err != nil {
+					return "", err
+				}
+			}
 		case *replication.XIDEvent:
 			if cur != "" {
 				if err := end(); err != nil {

@@ -117,6 +117,16 @@ type Operator struct {
 
 	filter *keyFilter // every key written; nil until Open
 
+	// pending holds the writes since the last flushPending, newest per
+	// key; Pebble sees them only when flushPending writes them in key
+	// order as one large batch.
+	pending *pendingWrites
+	// broken is the error of a Process call that failed after staging
+	// part of its batch: pending may then hold half a batch's decisions,
+	// so the operator refuses further work until a restart restores a
+	// checkpoint.
+	broken error
+
 	stats counters
 
 	// Scratch reused by every Process call; Process and Snapshot are
@@ -351,6 +361,11 @@ func (o *Operator) attach(db *pebble.DB, m *meta) error {
 	o.bindings = map[*pipeline.Schema]*binding{}
 	o.sweepAt = map[uint64][]byte{}
 	o.batch = db.NewBatch()
+	if o.pending == nil {
+		o.pending = newPendingWrites(pendingMaxKeys)
+	}
+	o.pending.reset()
+	o.broken = nil
 	return nil
 }
 
@@ -363,6 +378,7 @@ func (o *Operator) Close() error {
 	_ = o.batch.Close()
 	err := o.db.Close()
 	o.db, o.batch = nil, nil
+	o.pending = nil
 	if err != nil {
 		return fmt.Errorf("dedupe: close state: %w", err)
 	}
@@ -470,6 +486,9 @@ func (o *Operator) Process(ctx context.Context, b *pipeline.Batch, emit func(*pi
 	if o.db == nil {
 		return ErrNotOpen
 	}
+	if o.broken != nil {
+		return o.broken
+	}
 	if b == nil || b.Schema == nil || len(b.Records) == 0 {
 		return emit(b)
 	}
@@ -483,7 +502,8 @@ func (o *Operator) Process(ctx context.Context, b *pipeline.Batch, emit func(*pi
 	}
 	kept, err := o.dedupe(bd, b.Records)
 	if err != nil {
-		return fmt.Errorf("dedupe: table %s: %w", bd.t.name, err)
+		o.broken = fmt.Errorf("dedupe: table %s: %w", bd.t.name, err)
+		return o.broken
 	}
 	o.stats.records.Add(uint64(len(b.Records)))
 	o.stats.passed.Add(uint64(kept))
@@ -506,9 +526,9 @@ func (o *Operator) Process(ctx context.Context, b *pipeline.Batch, emit func(*pi
 	return emit(out)
 }
 
-// dedupe decides every record of one batch, stages the state changes in
-// o.batch and commits them (unsynced). o.reasons[i] says what became of
-// record i; the result is the number kept.
+// dedupe decides every record of one batch and stages the state changes in
+// o.pending (see flushPending). o.reasons[i] says what became of record i;
+// the result is the number kept.
 //
 // The records' keys are sorted so that Pebble is walked forward once per
 // batch; records of one key are decided in their original order, so that
@@ -516,7 +536,6 @@ func (o *Operator) Process(ctx context.Context, b *pipeline.Batch, emit func(*pi
 // one.
 func (o *Operator) dedupe(bd *binding, recs []pipeline.Record) (int, error) {
 	t := bd.t
-	o.batch.Reset() // nothing half-staged by a call that failed
 	o.keys = o.keys[:0]
 	o.events = o.events[:0]
 	o.reasons = slices.Grow(o.reasons[:0], len(recs))[:len(recs)]
@@ -577,11 +596,17 @@ func (o *Operator) dedupe(bd *binding, recs []pipeline.Record) (int, error) {
 		for gj < len(o.order) && bytes.Equal(key(o.order[gj]), k) {
 			gj++
 		}
-		// Look the key up, unless it lies above every key of the table or
-		// was never written.
+		// Look the key up: among the pending writes, then in Pebble unless
+		// it lies above every key of the table or was never written.
+		// Every key written, pending or not, is in the filter.
 		var phys []byte
 		found := false
-		if t.hasMax && bytes.Compare(k, t.max) <= 0 && o.filter.mayContain(k) {
+		h := keyHash(k)
+		if !o.filter.mayContainHash(h) {
+			// never written
+		} else if v, del, ok := o.pending.get(k, h); ok {
+			phys, found = v, !del
+		} else if t.hasMax && bytes.Compare(k, t.max) <= 0 {
 			if it == nil {
 				var err error
 				if it, err = o.db.NewIter(&pebble.IterOptions{LowerBound: t.prefix, UpperBound: t.end}); err != nil {
@@ -626,7 +651,7 @@ func (o *Operator) dedupe(bd *binding, recs []pipeline.Record) (int, error) {
 			if t.ttlMs > 0 {
 				st.touched = nowMs
 			}
-			if err := o.stage(t, k, found, &st); err != nil {
+			if err := o.stage(t, k, h, found, &st); err != nil {
 				return 0, err
 			}
 		}
@@ -636,15 +661,59 @@ func (o *Operator) dedupe(bd *binding, recs []pipeline.Record) (int, error) {
 	o.stats.replay.Add(replay)
 	o.stats.unchanged.Add(unchanged)
 	o.stats.expired.Add(expired)
-	if !o.batch.Empty() {
-		// Into the memtable only (no WAL): durability comes from the
-		// checkpoint in Snapshot, and a restart discards anything after.
-		if err := o.batch.Commit(pebble.NoSync); err != nil {
-			return 0, fmt.Errorf("write state: %w", err)
+	o.pending.endRun()
+	if o.pending.len() >= pendingMaxKeys || len(o.pending.buf) >= pendingMaxBytes {
+		if err := o.flushPending(); err != nil {
+			return 0, err
 		}
-		o.batch.Reset()
 	}
 	return len(recs) - int(stale+replay+unchanged), nil
+}
+
+// Bounds of the pending writes (Operator.pending), reached between two
+// Process calls: 2^18 keys take 4 MiB of slots and 5 MiB of entries, plus
+// their keys and values (6 MiB for 8-byte ids), in place of the memtables
+// they keep from filling. Each flush becomes one L0 sstable about as large
+// as a full 16 MiB memtable made.
+const (
+	pendingMaxKeys  = 1 << 18
+	pendingMaxBytes = 16 << 20
+)
+
+// flushPending writes the pending state changes to Pebble as one batch in
+// key order, unsynced and without a WAL: durability comes from the
+// checkpoint in Snapshot, and a restart discards anything after.
+//
+// Writing each Process call's changes into the memtable cost as much CPU
+// as everything else dedupe does: every key is a skiplist insert at a
+// random place in a memtable of a few hundred thousand entries. A batch
+// this large is instead handed to Pebble as a flushable batch (sorted
+// once, flushed as an sstable, never inserted into a skiplist), and the
+// lookups of keys written since the last flush are answered by the
+// pending writes' own index (pending.go).
+func (o *Operator) flushPending() error {
+	p := o.pending
+	if p.len() == 0 {
+		return nil
+	}
+	// A new batch each time, sized to fit: Pebble keeps a large batch's
+	// buffer until it is flushed.
+	b := o.db.NewBatchWithSize(len(p.buf) + 16*p.len() + 64)
+	err := p.each(func(e *pendEntry) error {
+		if e.del {
+			return b.Delete(p.key(e), nil)
+		}
+		return b.Set(p.key(e), p.value(e), nil)
+	})
+	if err == nil {
+		err = b.Commit(pebble.NoSync)
+	}
+	_ = b.Close()
+	if err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	p.reset()
+	return nil
 }
 
 func (o *Operator) eventKey(i int32) []byte {
@@ -786,30 +855,24 @@ func mergeOrder(st *state, seq uint64, ver version) {
 	}
 }
 
-// stage writes a key's new state into o.batch.
-func (o *Operator) stage(t *table, k []byte, found bool, st *state) error {
-	b := o.batch
+// stage adds a key's new state to the pending writes.
+func (o *Operator) stage(t *table, k []byte, h uint64, found bool, st *state) error {
 	if !t.registered {
-		// Same batch as the table's first state: one cannot exist on disk
-		// without the other.
-		if err := b.Set(append([]byte{prefixTable}, t.name...), binary.AppendUvarint(nil, t.tag), nil); err != nil {
-			return fmt.Errorf("write state: %w", err)
-		}
+		// Pending with the table's first state, so written in the same
+		// batch: one cannot exist on disk without the other.
+		rk := append([]byte{prefixTable}, t.name...)
+		o.pending.put(rk, keyHash(rk), binary.AppendUvarint(nil, t.tag), false)
 		t.registered = true
 	}
 	if !st.exists {
 		if found {
-			if err := b.Delete(k, nil); err != nil {
-				return fmt.Errorf("write state: %w", err)
-			}
+			o.pending.put(k, h, nil, true)
 		}
 		return nil
 	}
 	o.valBuf = appendState(o.valBuf[:0], st)
-	if err := b.Set(k, o.valBuf, nil); err != nil {
-		return fmt.Errorf("write state: %w", err)
-	}
-	o.filter.add(k)
+	o.pending.put(k, h, o.valBuf, false)
+	o.filter.addHash(h)
 	if !t.hasMax || bytes.Compare(k, t.max) > 0 {
 		t.max, t.hasMax = append(t.max[:0], k...), true
 	}
@@ -828,6 +891,12 @@ func (o *Operator) Snapshot(ctx context.Context, id uint64) ([]byte, error) {
 	}
 	if id == 0 {
 		return nil, errors.New("dedupe: checkpoint id 0")
+	}
+	if o.broken != nil {
+		return nil, o.broken
+	}
+	if err := o.flushPending(); err != nil {
+		return nil, fmt.Errorf("dedupe: checkpoint %d: %w", id, err)
 	}
 	b := o.batch
 	b.Reset()

@@ -172,9 +172,15 @@ const (
 )
 
 type event struct {
-	off, end int32 // the key in Operator.keys
+	// pfx is 8 bytes of the key, big-endian, from where the batch's keys
+	// start to differ (see sortEvents): comparing it first decides most
+	// comparisons without touching the keys.
+	pfx      uint64
+	hash     uint64 // keyHash of the key
+	off, end int32  // the key in Operator.keys
 	rec      int32
 	kind     eventKind
+	seen     bool // the key filter may contain the key
 }
 
 type reason uint8
@@ -536,6 +542,14 @@ func (o *Operator) Process(ctx context.Context, b *pipeline.Batch, emit func(*pi
 // one.
 func (o *Operator) dedupe(bd *binding, recs []pipeline.Record) (int, error) {
 	t := bd.t
+	// Flush first when this batch could take the pending writes past
+	// their bound (each record stages at most two keys, plus the table's
+	// registry entry), so that the index never has to grow.
+	if o.pending.len()+2*len(recs)+1 > pendingMaxKeys || len(o.pending.buf) >= pendingMaxBytes {
+		if err := o.flushPending(); err != nil {
+			return 0, err
+		}
+	}
 	o.keys = o.keys[:0]
 	o.events = o.events[:0]
 	o.reasons = slices.Grow(o.reasons[:0], len(recs))[:len(recs)]
@@ -579,6 +593,16 @@ func (o *Operator) dedupe(bd *binding, recs []pipeline.Record) (int, error) {
 	}
 	o.stats.nullKey.Add(uint64(nullKeys))
 
+	// Probe the key filter for every key in one tight pass: each probe is
+	// a cache miss at a random place, and with nothing else in the loop
+	// the CPU overlaps many of them. A key the filter does not contain
+	// cannot get in while this batch is decided, except by its own writes,
+	// so the answers stay valid.
+	for i := range o.events {
+		e := &o.events[i]
+		e.hash = keyHash(o.keys[e.off:e.end])
+		e.seen = o.filter.mayContainHash(e.hash)
+	}
 	o.sortEvents()
 	key := o.eventKey
 
@@ -601,8 +625,9 @@ func (o *Operator) dedupe(bd *binding, recs []pipeline.Record) (int, error) {
 		// Every key written, pending or not, is in the filter.
 		var phys []byte
 		found := false
-		h := keyHash(k)
-		if !o.filter.mayContainHash(h) {
+		first := &o.events[o.order[gi]]
+		h := first.hash
+		if !first.seen {
 			// never written
 		} else if v, del, ok := o.pending.get(k, h); ok {
 			phys, found = v, !del
@@ -662,11 +687,6 @@ func (o *Operator) dedupe(bd *binding, recs []pipeline.Record) (int, error) {
 	o.stats.unchanged.Add(unchanged)
 	o.stats.expired.Add(expired)
 	o.pending.endRun()
-	if o.pending.len() >= pendingMaxKeys || len(o.pending.buf) >= pendingMaxBytes {
-		if err := o.flushPending(); err != nil {
-			return 0, err
-		}
-	}
 	return len(recs) - int(stale+replay+unchanged), nil
 }
 
@@ -724,10 +744,43 @@ func (o *Operator) eventKey(i int32) []byte {
 // cmpEvents orders events by key, then by position, so that the records of
 // one key keep their order.
 func (o *Operator) cmpEvents(a, b int32) int {
+	if pa, pb := o.events[a].pfx, o.events[b].pfx; pa != pb {
+		if pa < pb {
+			return -1
+		}
+		return 1
+	}
 	if c := bytes.Compare(o.eventKey(a), o.eventKey(b)); c != 0 {
 		return c
 	}
 	return int(a - b)
+}
+
+// keyPrefix returns 8 bytes of k from offset from, big-endian, zero-padded:
+// for keys that agree on their first from bytes, comparing prefixes agrees
+// with bytes.Compare whenever they differ.
+func keyPrefix(k []byte, from int) uint64 {
+	if from >= len(k) {
+		return 0
+	}
+	k = k[from:]
+	if len(k) >= 8 {
+		return binary.BigEndian.Uint64(k)
+	}
+	var b [8]byte
+	copy(b[:], k)
+	return binary.BigEndian.Uint64(b[:])
+}
+
+// commonPrefix is the length of the prefix that a and b share.
+func commonPrefix(a, b []byte) int {
+	n := min(len(a), len(b))
+	for i := 0; i < n; i++ {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return n
 }
 
 // sortEvents fills o.order with the event indexes in key order. The keys of
@@ -735,6 +788,18 @@ func (o *Operator) cmpEvents(a, b int32) int {
 // (changes to older rows): the increasing run is kept as it is, only the
 // rest is sorted and then merged in, O(n + m log m) instead of O(n log n).
 func (o *Operator) sortEvents() {
+	// The keys of a batch share a prefix (the table's, the key's type
+	// tag, the high bytes of ids): the sort keys start after it.
+	if len(o.events) > 0 {
+		first := o.eventKey(0)
+		common := len(first)
+		for i := 1; i < len(o.events) && common > 0; i++ {
+			common = commonPrefix(first[:common], o.eventKey(int32(i)))
+		}
+		for i := range o.events {
+			o.events[i].pfx = keyPrefix(o.eventKey(int32(i)), common)
+		}
+	}
 	run, rest := o.order[:0], o.rest[:0]
 	for i := range o.events {
 		e := int32(i)

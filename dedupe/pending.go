@@ -1,9 +1,6 @@
 package dedupe
 
-import (
-	"bytes"
-	"container/heap"
-)
+import "bytes"
 
 // pendingWrites holds the state writes since the last flush to Pebble, the
 // newest per key, and answers lookups of them. Why it exists: see
@@ -134,50 +131,97 @@ func (p *pendingWrites) reset() {
 // each calls fn for every entry in key order.
 func (p *pendingWrites) each(fn func(e *pendEntry) error) error {
 	p.endRun()
+	if len(p.ents) == 0 {
+		return nil
+	}
+	// Sort keys: 8 bytes from where the keys start to differ.
+	first := p.key(&p.ents[0])
+	common := len(first)
+	for i := 1; i < len(p.ents) && common > 0; i++ {
+		common = commonPrefix(first[:common], p.key(&p.ents[i]))
+	}
+	h := &runHeap{p: p, common: common}
 	// Each run is normally sorted already; one that is not (a caller that
 	// put keys out of order) is split where it steps back, so the merge
 	// stays correct whatever the input.
-	h := &runHeap{p: p}
 	start := int32(0)
 	for _, end := range p.runs {
 		for i := start + 1; i <= end; i++ {
 			if i == end || bytes.Compare(p.key(&p.ents[i-1]), p.key(&p.ents[i])) > 0 {
-				h.cur = append(h.cur, [2]int32{start, i})
+				h.push(start, i)
 				start = i
 			}
 		}
 		start = end
 	}
-	heap.Init(h)
-	for len(h.cur) > 0 {
-		c := &h.cur[0]
-		if err := fn(&p.ents[c[0]]); err != nil {
+	for len(h.c) > 0 {
+		c := &h.c[0]
+		if err := fn(&p.ents[c.cur]); err != nil {
 			return err
 		}
-		if c[0]++; c[0] == c[1] {
-			heap.Pop(h)
+		if c.cur++; c.cur == c.end {
+			last := len(h.c) - 1
+			h.c[0] = h.c[last]
+			h.c = h.c[:last]
 		} else {
-			heap.Fix(h, 0)
+			c.pfx = h.prefix(c.cur)
 		}
+		h.down(0)
 	}
 	return nil
 }
 
-// runHeap orders the unmerged rest of each run, [cur, end), by its first
-// key. Keys are distinct across runs, since a key has a single entry.
+// runHeap is a min-heap of the unmerged rest of each run, [cur, end), by
+// its first key. Keys are distinct across runs, since a key has a single
+// entry.
 type runHeap struct {
-	p   *pendingWrites
-	cur [][2]int32
+	p      *pendingWrites
+	common int // the length of the prefix every key shares
+	c      []runCursor
 }
 
-func (h *runHeap) Len() int { return len(h.cur) }
-func (h *runHeap) Less(i, j int) bool {
-	return bytes.Compare(h.p.key(&h.p.ents[h.cur[i][0]]), h.p.key(&h.p.ents[h.cur[j][0]])) < 0
+type runCursor struct {
+	pfx      uint64
+	cur, end int32
 }
-func (h *runHeap) Swap(i, j int) { h.cur[i], h.cur[j] = h.cur[j], h.cur[i] }
-func (h *runHeap) Push(x any)    { h.cur = append(h.cur, x.([2]int32)) }
-func (h *runHeap) Pop() any {
-	x := h.cur[len(h.cur)-1]
-	h.cur = h.cur[:len(h.cur)-1]
-	return x
+
+func (h *runHeap) prefix(e int32) uint64 { return keyPrefix(h.p.key(&h.p.ents[e]), h.common) }
+
+func (h *runHeap) less(i, j int) bool {
+	a, b := &h.c[i], &h.c[j]
+	if a.pfx != b.pfx {
+		return a.pfx < b.pfx
+	}
+	return bytes.Compare(h.p.key(&h.p.ents[a.cur]), h.p.key(&h.p.ents[b.cur])) < 0
+}
+
+func (h *runHeap) push(cur, end int32) {
+	h.c = append(h.c, runCursor{pfx: h.prefix(cur), cur: cur, end: end})
+	for i := len(h.c) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if !h.less(i, parent) {
+			break
+		}
+		h.c[i], h.c[parent] = h.c[parent], h.c[i]
+		i = parent
+	}
+}
+
+func (h *runHeap) down(i int) {
+	n := len(h.c)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		m := l
+		if r := l + 1; r < n && h.less(r, l) {
+			m = r
+		}
+		if !h.less(m, i) {
+			return
+		}
+		h.c[i], h.c[m] = h.c[m], h.c[i]
+		i = m
+	}
 }

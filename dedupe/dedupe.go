@@ -117,6 +117,16 @@ type Operator struct {
 
 	filter *keyFilter // every key written; nil until Open
 
+	// pending holds the writes since the last flushPending, newest per
+	// key; Pebble sees them only when flushPending writes them in key
+	// order as one large batch.
+	pending *pendingWrites
+	// broken is the error of a Process call that failed after staging
+	// part of its batch: pending may then hold half a batch's decisions,
+	// so the operator refuses further work until a restart restores a
+	// checkpoint.
+	broken error
+
 	stats counters
 
 	// Scratch reused by every Process call; Process and Snapshot are
@@ -129,6 +139,7 @@ type Operator struct {
 	reasons []reason
 	hashBuf []byte
 	valBuf  []byte
+	touched uint64 // keeps the compiler from dropping dedupe's slot loads
 }
 
 // table is the per-table state shared by all schemas of one table.
@@ -162,9 +173,15 @@ const (
 )
 
 type event struct {
-	off, end int32 // the key in Operator.keys
+	// pfx is 8 bytes of the key, big-endian, from where the batch's keys
+	// start to differ (see sortEvents): comparing it first decides most
+	// comparisons without touching the keys.
+	pfx      uint64
+	hash     uint64 // keyHash of the key
+	off, end int32  // the key in Operator.keys
 	rec      int32
 	kind     eventKind
+	seen     bool // the key filter may contain the key
 }
 
 type reason uint8
@@ -351,6 +368,11 @@ func (o *Operator) attach(db *pebble.DB, m *meta) error {
 	o.bindings = map[*pipeline.Schema]*binding{}
 	o.sweepAt = map[uint64][]byte{}
 	o.batch = db.NewBatch()
+	if o.pending == nil {
+		o.pending = newPendingWrites(pendingMaxKeys)
+	}
+	o.pending.reset()
+	o.broken = nil
 	return nil
 }
 
@@ -363,6 +385,7 @@ func (o *Operator) Close() error {
 	_ = o.batch.Close()
 	err := o.db.Close()
 	o.db, o.batch = nil, nil
+	o.pending = nil
 	if err != nil {
 		return fmt.Errorf("dedupe: close state: %w", err)
 	}
@@ -470,6 +493,9 @@ func (o *Operator) Process(ctx context.Context, b *pipeline.Batch, emit func(*pi
 	if o.db == nil {
 		return ErrNotOpen
 	}
+	if o.broken != nil {
+		return o.broken
+	}
 	if b == nil || b.Schema == nil || len(b.Records) == 0 {
 		return emit(b)
 	}
@@ -483,7 +509,8 @@ func (o *Operator) Process(ctx context.Context, b *pipeline.Batch, emit func(*pi
 	}
 	kept, err := o.dedupe(bd, b.Records)
 	if err != nil {
-		return fmt.Errorf("dedupe: table %s: %w", bd.t.name, err)
+		o.broken = fmt.Errorf("dedupe: table %s: %w", bd.t.name, err)
+		return o.broken
 	}
 	o.stats.records.Add(uint64(len(b.Records)))
 	o.stats.passed.Add(uint64(kept))
@@ -506,9 +533,9 @@ func (o *Operator) Process(ctx context.Context, b *pipeline.Batch, emit func(*pi
 	return emit(out)
 }
 
-// dedupe decides every record of one batch, stages the state changes in
-// o.batch and commits them (unsynced). o.reasons[i] says what became of
-// record i; the result is the number kept.
+// dedupe decides every record of one batch and stages the state changes in
+// o.pending (see flushPending). o.reasons[i] says what became of record i;
+// the result is the number kept.
 //
 // The records' keys are sorted so that Pebble is walked forward once per
 // batch; records of one key are decided in their original order, so that
@@ -516,7 +543,14 @@ func (o *Operator) Process(ctx context.Context, b *pipeline.Batch, emit func(*pi
 // one.
 func (o *Operator) dedupe(bd *binding, recs []pipeline.Record) (int, error) {
 	t := bd.t
-	o.batch.Reset() // nothing half-staged by a call that failed
+	// Flush first when this batch could take the pending writes past
+	// their bound (each record stages at most two keys, plus the table's
+	// registry entry), so that the index never has to grow.
+	if o.pending.len()+2*len(recs)+1 > pendingMaxKeys || len(o.pending.buf) >= pendingMaxBytes {
+		if err := o.flushPending(); err != nil {
+			return 0, err
+		}
+	}
 	o.keys = o.keys[:0]
 	o.events = o.events[:0]
 	o.reasons = slices.Grow(o.reasons[:0], len(recs))[:len(recs)]
@@ -560,6 +594,23 @@ func (o *Operator) dedupe(bd *binding, recs []pipeline.Record) (int, error) {
 	}
 	o.stats.nullKey.Add(uint64(nullKeys))
 
+	// Probe the key filter for every key in one tight pass: each probe is
+	// a cache miss at a random place, and with nothing else in the loop
+	// the CPU overlaps many of them. A key the filter does not contain
+	// cannot get in while this batch is decided, except by its own writes,
+	// so the answers stay valid.
+	// The same pass loads each key's slot of the pending writes' index,
+	// which stage (and a lookup) will probe: another random cache miss,
+	// overlapped here instead of paid one at a time later.
+	slots, mask := o.pending.slots, uint64(len(o.pending.slots)-1)
+	var touch uint64
+	for i := range o.events {
+		e := &o.events[i]
+		e.hash = keyHash(o.keys[e.off:e.end])
+		e.seen = o.filter.mayContainHash(e.hash)
+		touch += slots[e.hash&mask]
+	}
+	o.touched = touch
 	o.sortEvents()
 	key := o.eventKey
 
@@ -577,11 +628,18 @@ func (o *Operator) dedupe(bd *binding, recs []pipeline.Record) (int, error) {
 		for gj < len(o.order) && bytes.Equal(key(o.order[gj]), k) {
 			gj++
 		}
-		// Look the key up, unless it lies above every key of the table or
-		// was never written.
+		// Look the key up: among the pending writes, then in Pebble unless
+		// it lies above every key of the table or was never written.
+		// Every key written, pending or not, is in the filter.
 		var phys []byte
 		found := false
-		if t.hasMax && bytes.Compare(k, t.max) <= 0 && o.filter.mayContain(k) {
+		first := &o.events[o.order[gi]]
+		h := first.hash
+		if !first.seen {
+			// never written
+		} else if v, del, ok := o.pending.get(k, h); ok {
+			phys, found = v, !del
+		} else if t.hasMax && bytes.Compare(k, t.max) <= 0 {
 			if it == nil {
 				var err error
 				if it, err = o.db.NewIter(&pebble.IterOptions{LowerBound: t.prefix, UpperBound: t.end}); err != nil {
@@ -626,7 +684,7 @@ func (o *Operator) dedupe(bd *binding, recs []pipeline.Record) (int, error) {
 			if t.ttlMs > 0 {
 				st.touched = nowMs
 			}
-			if err := o.stage(t, k, found, &st); err != nil {
+			if err := o.stage(t, k, h, found, &st); err != nil {
 				return 0, err
 			}
 		}
@@ -636,15 +694,54 @@ func (o *Operator) dedupe(bd *binding, recs []pipeline.Record) (int, error) {
 	o.stats.replay.Add(replay)
 	o.stats.unchanged.Add(unchanged)
 	o.stats.expired.Add(expired)
-	if !o.batch.Empty() {
-		// Into the memtable only (no WAL): durability comes from the
-		// checkpoint in Snapshot, and a restart discards anything after.
-		if err := o.batch.Commit(pebble.NoSync); err != nil {
-			return 0, fmt.Errorf("write state: %w", err)
-		}
-		o.batch.Reset()
-	}
+	o.pending.endRun()
 	return len(recs) - int(stale+replay+unchanged), nil
+}
+
+// Bounds of the pending writes (Operator.pending), reached between two
+// Process calls: 2^18 keys take 4 MiB of slots and 5 MiB of entries, plus
+// their keys and values (6 MiB for 8-byte ids), in place of the memtables
+// they keep from filling. Each flush becomes one L0 sstable about as large
+// as a full 16 MiB memtable made.
+const (
+	pendingMaxKeys  = 1 << 18
+	pendingMaxBytes = 16 << 20
+)
+
+// flushPending writes the pending state changes to Pebble as one batch in
+// key order, unsynced and without a WAL: durability comes from the
+// checkpoint in Snapshot, and a restart discards anything after.
+//
+// Writing each Process call's changes into the memtable cost as much CPU
+// as everything else dedupe does: every key is a skiplist insert at a
+// random place in a memtable of a few hundred thousand entries. A batch
+// this large is instead handed to Pebble as a flushable batch (sorted
+// once, flushed as an sstable, never inserted into a skiplist), and the
+// lookups of keys written since the last flush are answered by the
+// pending writes' own index (pending.go).
+func (o *Operator) flushPending() error {
+	p := o.pending
+	if p.len() == 0 {
+		return nil
+	}
+	// A new batch each time, sized to fit: Pebble keeps a large batch's
+	// buffer until it is flushed.
+	b := o.db.NewBatchWithSize(len(p.buf) + 16*p.len() + 64)
+	err := p.each(func(e *pendEntry) error {
+		if e.del {
+			return b.Delete(p.key(e), nil)
+		}
+		return b.Set(p.key(e), p.value(e), nil)
+	})
+	if err == nil {
+		err = b.Commit(pebble.NoSync)
+	}
+	_ = b.Close()
+	if err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	p.reset()
+	return nil
 }
 
 func (o *Operator) eventKey(i int32) []byte {
@@ -655,10 +752,43 @@ func (o *Operator) eventKey(i int32) []byte {
 // cmpEvents orders events by key, then by position, so that the records of
 // one key keep their order.
 func (o *Operator) cmpEvents(a, b int32) int {
+	if pa, pb := o.events[a].pfx, o.events[b].pfx; pa != pb {
+		if pa < pb {
+			return -1
+		}
+		return 1
+	}
 	if c := bytes.Compare(o.eventKey(a), o.eventKey(b)); c != 0 {
 		return c
 	}
 	return int(a - b)
+}
+
+// keyPrefix returns 8 bytes of k from offset from, big-endian, zero-padded:
+// for keys that agree on their first from bytes, comparing prefixes agrees
+// with bytes.Compare whenever they differ.
+func keyPrefix(k []byte, from int) uint64 {
+	if from >= len(k) {
+		return 0
+	}
+	k = k[from:]
+	if len(k) >= 8 {
+		return binary.BigEndian.Uint64(k)
+	}
+	var b [8]byte
+	copy(b[:], k)
+	return binary.BigEndian.Uint64(b[:])
+}
+
+// commonPrefix is the length of the prefix that a and b share.
+func commonPrefix(a, b []byte) int {
+	n := min(len(a), len(b))
+	for i := 0; i < n; i++ {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return n
 }
 
 // sortEvents fills o.order with the event indexes in key order. The keys of
@@ -666,6 +796,18 @@ func (o *Operator) cmpEvents(a, b int32) int {
 // (changes to older rows): the increasing run is kept as it is, only the
 // rest is sorted and then merged in, O(n + m log m) instead of O(n log n).
 func (o *Operator) sortEvents() {
+	// The keys of a batch share a prefix (the table's, the key's type
+	// tag, the high bytes of ids): the sort keys start after it.
+	if len(o.events) > 0 {
+		first := o.eventKey(0)
+		common := len(first)
+		for i := 1; i < len(o.events) && common > 0; i++ {
+			common = commonPrefix(first[:common], o.eventKey(int32(i)))
+		}
+		for i := range o.events {
+			o.events[i].pfx = keyPrefix(o.eventKey(int32(i)), common)
+		}
+	}
 	run, rest := o.order[:0], o.rest[:0]
 	for i := range o.events {
 		e := int32(i)
@@ -786,30 +928,24 @@ func mergeOrder(st *state, seq uint64, ver version) {
 	}
 }
 
-// stage writes a key's new state into o.batch.
-func (o *Operator) stage(t *table, k []byte, found bool, st *state) error {
-	b := o.batch
+// stage adds a key's new state to the pending writes.
+func (o *Operator) stage(t *table, k []byte, h uint64, found bool, st *state) error {
 	if !t.registered {
-		// Same batch as the table's first state: one cannot exist on disk
-		// without the other.
-		if err := b.Set(append([]byte{prefixTable}, t.name...), binary.AppendUvarint(nil, t.tag), nil); err != nil {
-			return fmt.Errorf("write state: %w", err)
-		}
+		// Pending with the table's first state, so written in the same
+		// batch: one cannot exist on disk without the other.
+		rk := append([]byte{prefixTable}, t.name...)
+		o.pending.put(rk, keyHash(rk), binary.AppendUvarint(nil, t.tag), false)
 		t.registered = true
 	}
 	if !st.exists {
 		if found {
-			if err := b.Delete(k, nil); err != nil {
-				return fmt.Errorf("write state: %w", err)
-			}
+			o.pending.put(k, h, nil, true)
 		}
 		return nil
 	}
 	o.valBuf = appendState(o.valBuf[:0], st)
-	if err := b.Set(k, o.valBuf, nil); err != nil {
-		return fmt.Errorf("write state: %w", err)
-	}
-	o.filter.add(k)
+	o.pending.put(k, h, o.valBuf, false)
+	o.filter.addHash(h)
 	if !t.hasMax || bytes.Compare(k, t.max) > 0 {
 		t.max, t.hasMax = append(t.max[:0], k...), true
 	}
@@ -828,6 +964,12 @@ func (o *Operator) Snapshot(ctx context.Context, id uint64) ([]byte, error) {
 	}
 	if id == 0 {
 		return nil, errors.New("dedupe: checkpoint id 0")
+	}
+	if o.broken != nil {
+		return nil, o.broken
+	}
+	if err := o.flushPending(); err != nil {
+		return nil, fmt.Errorf("dedupe: checkpoint %d: %w", id, err)
 	}
 	b := o.batch
 	b.Reset()

@@ -92,12 +92,13 @@
 // starts empty under a new lineage id.
 //
 // Because a restart never recovers live/ from its own log, the live
-// database runs without a write-ahead log: Process writes reach only the
-// memtable, and nothing is synced until the next Snapshot. That saves
+// database runs without a write-ahead log: Process writes collect in
+// memory (the pending writes, flushed to Pebble every 2^18 keys as one
+// sorted batch) and nothing is synced until the next Snapshot. That saves
 // writing every state change twice. The cost is a Snapshot proportional to
-// the memtable (one flush, 16 MiB at most) and the key filter (16 MiB
-// written), a few hundred hard links, and disk space for sstables that only
-// the two kept checkpoints still reference.
+// the pending writes (one flush) and the key filter (16 MiB written), a few
+// hundred hard links, and disk space for sstables that only the two kept
+// checkpoints still reference.
 //
 // When the checkpoint named by state is not there (the directory was lost,
 // or a savepoint older than the previous checkpoint is restored) or holds
@@ -109,12 +110,15 @@
 // # Memory
 //
 // The state lives in Pebble; the operator's memory is Pebble's block cache
-// (Config.CacheSize, default 64 MiB) plus room for three 16 MiB memtables,
-// the key filter (Config.FilterSize, default 16 MiB, in the Go heap) and
-// per-batch scratch, whatever the key count. Pebble allocates its cache and
-// memtables through cgo: with glibc, MALLOC_ARENA_MAX=1 keeps the process'
-// RSS close to that figure (see the benchmark). Pebble's options are set in
-// store.go, each with its reason.
+// (Config.CacheSize, default 32 MiB), the key filter (Config.FilterSize,
+// default 16 MiB, in the Go heap), the pending writes (about 15 MiB at
+// most, Go heap) and the batch they are flushed as until Pebble has written
+// it out, and per-batch scratch, whatever the key count. Pebble's memtables
+// (16 MiB each) now only take the small writes of Snapshot. In a binary
+// built with cgo Pebble allocates its cache and memtables through C: with
+// glibc, one malloc arena (MALLOC_ARENA_MAX=1, which sluice sets itself)
+// keeps the process' RSS close to that figure (see the benchmark). Pebble's
+// options are set in store.go, each with its reason.
 //
 // # Concurrency
 //

@@ -43,24 +43,31 @@ func newKeyFilter(size int64) *keyFilter {
 	return &keyFilter{blocks: make([]filterBlock, n)}
 }
 
-func (f *keyFilter) locate(key []byte) (*filterBlock, uint64) {
-	h := xxhash.Sum64(key)
+// keyHash is the hash the filter (and the pending writes) use for a key.
+func keyHash(key []byte) uint64 { return xxhash.Sum64(key) }
+
+func (f *keyFilter) locate(h uint64) *filterBlock {
 	// Multiply-shift maps the high half onto the block count without a
 	// division; the low half picks the bits inside the block.
 	hi, _ := bits.Mul64(h, uint64(len(f.blocks)))
-	return &f.blocks[hi], h
+	return &f.blocks[hi]
 }
 
-func (f *keyFilter) add(key []byte) {
-	b, h := f.locate(key)
+func (f *keyFilter) add(key []byte) { f.addHash(keyHash(key)) }
+
+func (f *keyFilter) addHash(h uint64) {
+	b := f.locate(h)
 	for i := range filterProbes {
 		bit := (h >> (9 * i)) & 511
 		b[bit>>6] |= 1 << (bit & 63)
 	}
 }
 
-func (f *keyFilter) mayContain(key []byte) bool {
-	b, h := f.locate(key)
+func (f *keyFilter) mayContain(key []byte) bool { return f.mayContainHash(keyHash(key)) }
+
+// mayContainHash is mayContain of the key whose keyHash is h.
+func (f *keyFilter) mayContainHash(h uint64) bool {
+	b := f.locate(h)
 	for i := range filterProbes {
 		bit := (h >> (9 * i)) & 511
 		if b[bit>>6]&(1<<(bit&63)) == 0 {

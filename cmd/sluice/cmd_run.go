@@ -91,6 +91,7 @@ func (a *app) runJob(ctx context.Context, file string, opts runOptions, progress
 		return err
 	}
 	defer done()
+	applyMemoryLimit(cfg, log)
 	j, err := wire(cfg, log, opts)
 	if err != nil {
 		return err

@@ -36,6 +36,8 @@ type JobConfig struct {
 	Dimensions map[string]enrich.Dimension `yaml:"dimensions"`
 	// Dedupe holds the dedupe operator's process-wide settings.
 	Dedupe DedupeSettings `yaml:"dedupe"`
+	// Process tunes the process: its Go memory limit.
+	Process ProcessConfig `yaml:"process"`
 }
 
 // SourceConfig has one pointer field per source kind; exactly one is set.
@@ -224,6 +226,9 @@ func (l *loader) validate(cfg *JobConfig) error {
 	cfg.Log.Defaults()
 	if err := cfg.Log.Validate(); err != nil {
 		return l.errPath("log", err)
+	}
+	if err := cfg.Process.Validate(); err != nil {
+		return l.errPath("process", err)
 	}
 	return l.validateTransforms(cfg)
 }

@@ -84,6 +84,15 @@ func TestConfigErrors(t *testing.T) {
 			want: `job.yaml:7:14: transforms[1].dedupe.ttl: must be positive`,
 		},
 		{
+			name: "memory limit too small",
+			yaml: doc(
+				"job: shop",
+				"source: {datagen: {}}",
+				"process: {memory_limit: 1000}",
+			),
+			want: `job.yaml:3:11: process.memory_limit: must be at least 32 MiB (33554432), or -1 for none, got 1000`,
+		},
+		{
 			name: "enrich with an unknown dimension",
 			yaml: doc(
 				"job: shop",
@@ -652,7 +661,30 @@ func TestConfigMinimalGetsDefaults(t *testing.T) {
 	if cfg.Source.Datagen == nil {
 		t.Fatal("an empty datagen: section should select the datagen source")
 	}
-	if cfg.Checkpoint.Interval != 30*time.Second || cfg.Sink.Catalog.Type != "sql" || cfg.Log.Format != "auto" {
+	if cfg.Checkpoint.Interval != 30*time.Second || cfg.Sink.Catalog.Type != "sql" || cfg.Log.Format != "auto" ||
+		cfg.memoryLimit() != DefaultMemoryLimit {
 		t.Errorf("defaults not applied: %+v", cfg)
+	}
+}
+
+func TestMemoryLimit(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		yaml string
+		want int64
+	}{
+		{"job: demo\nsource: {datagen: {}}\n", DefaultMemoryLimit},
+		{"job: demo\nsource: {datagen: {}}\nprocess: {memory_limit: -1}\n", -1},
+		{"job: demo\nsource: {datagen: {}}\nprocess: {memory_limit: 536870912}\n", 512 << 20},
+		{"job: demo\nsource: {datagen: {}}\ntransforms: [{match: demo.t, dedupe: {}}]\ndedupe: {cache_size: 33554432}\n",
+			map[bool]int64{true: DefaultMemoryLimit, false: DefaultMemoryLimit + 32<<20 + 16<<20}[cgoMalloc]},
+	} {
+		cfg, err := parseConfig("job.yaml", []byte(tc.yaml), env())
+		if err != nil {
+			t.Fatalf("%s: %v", tc.yaml, err)
+		}
+		if got := cfg.memoryLimit(); got != tc.want {
+			t.Errorf("%s: memory limit %d, want %d", tc.yaml, got, tc.want)
+		}
 	}
 }

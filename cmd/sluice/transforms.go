@@ -51,7 +51,7 @@ type EnrichRuleConfig struct {
 
 // DedupeSettings are the dedupe operator's process-wide settings.
 type DedupeSettings struct {
-	// CacheSize is the state store's block cache in bytes (default 64 MiB):
+	// CacheSize is the state store's block cache in bytes (default 32 MiB):
 	// the bulk of dedupe's memory, whatever the number of keys.
 	CacheSize int64 `yaml:"cache_size"`
 }

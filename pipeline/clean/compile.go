@@ -37,6 +37,9 @@ type Plan struct {
 	env map[string]any
 	vm  vm.VM
 	row []any
+	// tolerant is eval's mode: a failing step on a non-key column is
+	// then only recorded as NULL, and its message is never read.
+	tolerant bool
 }
 
 // Input and Output are the schemas the plan reads and writes.

@@ -157,6 +157,8 @@ func (p *Plan) eval(img []any, tolerant bool) *rowError {
 	row := p.row
 	n := copy(row, img)
 	clear(row[n:])
+	p.tolerant = tolerant
+	defer func() { p.tolerant = false }()
 	for i := range p.steps {
 		if e := p.steps[i].apply(p, row); e != nil {
 			if tolerant && e.col >= 0 && !p.keyWork[e.col] {
@@ -236,7 +238,12 @@ func (s *step) apply(p *Plan, row []any) *rowError {
 			row[s.col] = s.def
 		}
 	case stepExpr:
-		out, e := p.run(s.prog, row)
+		// A failure eval tolerates needs no message: building one (the
+		// expression's error, the values it read) cost more than the
+		// expression. Update before-images that carry only the key fail
+		// every expression over other columns.
+		quiet := p.tolerant && !p.keyWork[s.col]
+		out, e := p.run(s.prog, row, quiet)
 		if e != nil {
 			e.col = s.col
 			return e
@@ -244,6 +251,9 @@ func (s *step) apply(p *Plan, row []any) *rowError {
 		v, err := out, error(nil)
 		if !hasGoType(out, s.to.Type) {
 			v, err = convert(out, &s.to, 0, s.declared)
+		}
+		if (err != nil || v == nil && !s.to.Nullable) && quiet {
+			return &rowError{col: s.col}
 		}
 		if err != nil {
 			return &rowError{col: s.col, msg: fmt.Sprintf("%s: %s yielded %s, which is not a valid %s: %v%s",
@@ -293,11 +303,16 @@ func equalValue(a, b any) bool {
 }
 
 // run evaluates an expression over the work row.
-func (p *Plan) run(prog *program, row []any) (any, *rowError) {
+//
+// quiet: the caller only needs to know that it failed (no message).
+func (p *Plan) run(prog *program, row []any, quiet bool) (any, *rowError) {
 	for _, r := range prog.refs {
 		p.env[r.name] = envValue(row[r.idx])
 	}
 	out, err := p.vm.Run(prog.prog, p.env)
+	if err != nil && quiet {
+		return nil, &rowError{col: -1}
+	}
 	if err != nil {
 		msg := err.Error()
 		var fe *file.Error
@@ -315,7 +330,7 @@ func (p *Plan) run(prog *program, row []any) (any, *rowError) {
 // test evaluates where or reject. NULL counts as false, as in SQL's
 // WHERE: a row is kept (or rejected) only when the predicate holds.
 func (p *Plan) test(prog *program) (bool, *rowError) {
-	out, e := p.run(prog, p.row)
+	out, e := p.run(prog, p.row, false)
 	if e != nil {
 		return false, e
 	}

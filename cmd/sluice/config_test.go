@@ -677,7 +677,7 @@ func TestMemoryLimit(t *testing.T) {
 		{"job: demo\nsource: {datagen: {}}\nprocess: {memory_limit: -1}\n", -1},
 		{"job: demo\nsource: {datagen: {}}\nprocess: {memory_limit: 536870912}\n", 512 << 20},
 		{"job: demo\nsource: {datagen: {}}\ntransforms: [{match: demo.t, dedupe: {}}]\ndedupe: {cache_size: 33554432}\n",
-			map[bool]int64{true: DefaultMemoryLimit, false: DefaultMemoryLimit + 32<<20 + 16<<20}[cgoMalloc]},
+			map[bool]int64{true: DefaultMemoryLimitDedupe, false: DefaultMemoryLimit + 32<<20 + 16<<20}[cgoMalloc]},
 	} {
 		cfg, err := parseConfig("job.yaml", []byte(tc.yaml), env())
 		if err != nil {

@@ -96,8 +96,12 @@ type JDBC struct {
 // unchanged.
 type Stream struct {
 	// Table is the source table, "db.table" as the source names it
-	// (pipeline.TableID.String).
+	// (pipeline.TableID.String). Exactly one of Table and Kafka is set.
 	Table string `yaml:"table"`
+	// Kafka is a topic of JSON rows (or Debezium change events) that the
+	// operator reads itself, every partition, from the offsets held in its
+	// checkpoint.
+	Kafka *KafkaTopic `yaml:"kafka"`
 	// Key is the column looked up. It should be the table's primary key
 	// (or unique): of several rows with one key, the last change wins.
 	Key string `yaml:"key"`
@@ -106,6 +110,15 @@ type Stream struct {
 	// row can come before the dimension's first change). Not read from
 	// YAML.
 	ProbeDSN string `yaml:"-"`
+}
+
+// KafkaTopic is where a Kafka-fed stream dimension reads its changes.
+type KafkaTopic struct {
+	// Brokers are the seed brokers, host:port.
+	Brokers []string `yaml:"brokers"`
+	// Topic is read in full: every partition, from the start on a fresh
+	// start, from the checkpoint's offsets after a restart.
+	Topic string `yaml:"topic"`
 }
 
 // isSet reports whether any jdbc field was written.
@@ -264,12 +277,28 @@ func (d *Dimension) validateStream(p string) error {
 	if d.JDBC.isSet() {
 		return fmt.Errorf("%s.stream: set either jdbc or stream, not both", p)
 	}
-	if strings.TrimSpace(s.Table) == "" {
-		return fmt.Errorf("%s.stream.table: required (a table of this job's source, \"db.table\")", p)
-	}
-	for _, part := range strings.Split(s.Table, ".") {
-		if part == "" {
-			return fmt.Errorf("%s.stream.table: %q has an empty name part", p, s.Table)
+	if s.Kafka != nil {
+		if s.Table != "" {
+			return fmt.Errorf("%s.stream: set either table (a table of this job's source) or kafka (a topic), not both", p)
+		}
+		if len(s.Kafka.Brokers) == 0 {
+			return fmt.Errorf("%s.stream.kafka.brokers: required (host:port of at least one broker)", p)
+		}
+		for i, b := range s.Kafka.Brokers {
+			if strings.TrimSpace(b) == "" {
+				return fmt.Errorf("%s.stream.kafka.brokers[%d]: empty broker address", p, i)
+			}
+		}
+		if strings.TrimSpace(s.Kafka.Topic) == "" {
+			return fmt.Errorf("%s.stream.kafka.topic: required (the topic of the dimension's rows)", p)
+		}
+	} else if strings.TrimSpace(s.Table) == "" {
+		return fmt.Errorf("%s.stream.table: required (a table of this job's source, \"db.table\"), unless stream.kafka names a topic", p)
+	} else {
+		for _, part := range strings.Split(s.Table, ".") {
+			if part == "" {
+				return fmt.Errorf("%s.stream.table: %q has an empty name part", p, s.Table)
+			}
 		}
 	}
 	if strings.TrimSpace(s.Key) == "" {

@@ -180,6 +180,16 @@ func TestValidateStream(t *testing.T) {
 		{func(d *Dimension) { d.Stream.Table = "shop." }, `dimensions.customers.stream.table: "shop." has an empty name part`},
 		{func(d *Dimension) { d.Stream.Key = " " }, "dimensions.customers.stream.key: required"},
 		{func(d *Dimension) { d.Stream = nil }, "dimensions.customers: either jdbc (a database table) or stream"},
+		{func(d *Dimension) { d.Stream.Kafka = &KafkaTopic{Brokers: []string{"b:9092"}, Topic: "t"} },
+			"dimensions.customers.stream: set either table (a table of this job's source) or kafka (a topic), not both"},
+		{func(d *Dimension) { d.Stream.Table, d.Stream.Kafka = "", &KafkaTopic{Topic: "t"} },
+			"dimensions.customers.stream.kafka.brokers: required"},
+		{func(d *Dimension) {
+			d.Stream.Table, d.Stream.Kafka = "", &KafkaTopic{Brokers: []string{""}, Topic: "t"}
+		},
+			"dimensions.customers.stream.kafka.brokers[0]: empty broker address"},
+		{func(d *Dimension) { d.Stream.Table, d.Stream.Kafka = "", &KafkaTopic{Brokers: []string{"b:9092"}} },
+			"dimensions.customers.stream.kafka.topic: required"},
 	} {
 		cfg := stream(c.edit)
 		err := cfg.Validate()
@@ -194,5 +204,19 @@ func TestValidateStream(t *testing.T) {
 	}
 	if d.Stream == nil || d.Stream.Table != "shop.customers" || d.Stream.Key != "id" || len(d.Columns) != 2 {
 		t.Errorf("decoded %+v", d)
+	}
+	// And the Kafka-fed one, which validates without a table.
+	d = Dimension{}
+	if err := yaml.Unmarshal([]byte("stream:\n  kafka: {brokers: [\"127.0.0.1:9092\"], topic: customers}\n  key: id\ncolumns: [name, tier]\n"), &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Stream == nil || d.Stream.Kafka == nil || d.Stream.Kafka.Topic != "customers" || len(d.Stream.Kafka.Brokers) != 1 || d.Stream.Key != "id" {
+		t.Fatalf("decoded %+v", d)
+	}
+	kc := Config{Dimensions: map[string]Dimension{"customers": d},
+		Rules: []Rule{{Match: "shop.orders", Dim: "customers", On: "customer_id", Add: map[string]string{"customer_name": "name"}}}}
+	kc.Defaults()
+	if err := kc.Validate(); err != nil {
+		t.Errorf("valid kafka stream dimension: %v", err)
 	}
 }

@@ -74,6 +74,8 @@ type dimension struct {
 	// stream is set for a stream dimension, which has no db and no
 	// statements: its rows are in the operator's store.
 	stream *streamDim
+	// kafka is set for a stream dimension fed from a Kafka topic.
+	kafka *kafkaFeed
 	// stmts are the prepared lookups by IN-list width; widths are the
 	// widths prepared on demand, ascending, the last one BatchSize.
 	stmts  map[int]*sql.Stmt
@@ -544,6 +546,10 @@ func (d *dimension) close() error {
 	d.stmts = map[int]*sql.Stmt{}
 	if d.cache != nil {
 		d.cache.Purge()
+	}
+	if d.kafka != nil {
+		d.kafka.feed.Close()
+		d.kafka = nil
 	}
 	if d.db != nil {
 		errs = append(errs, d.db.Close())

@@ -90,6 +90,9 @@ type Operator struct {
 	// a source table "db.table" to the stream dimensions it keeps.
 	store   *checkpoint.StateDB
 	streams map[string][]*dimension
+	// feeds are the stream dimensions fed from Kafka topics, in name
+	// order.
+	feeds []*dimension
 
 	// scratch reused across batches
 	res     []*entry
@@ -178,6 +181,7 @@ func (o *Operator) Open(ctx context.Context, state []byte) (err error) {
 	used = slices.Compact(used)
 	dims := make(map[string]*dimension, len(used))
 	streams := map[string][]*dimension{}
+	var feeds []*dimension
 	var store *checkpoint.StateDB
 	defer func() {
 		if err != nil {
@@ -215,9 +219,16 @@ func (o *Operator) Open(ctx context.Context, state []byte) (err error) {
 			return err
 		}
 		dims[name] = d
+		if cfg.Stream.Kafka != nil {
+			if err := d.openKafkaFeed(ctx, store); err != nil {
+				return err
+			}
+			feeds = append(feeds, d)
+			continue
+		}
 		streams[cfg.Stream.Table] = append(streams[cfg.Stream.Table], d)
 	}
-	o.dims, o.store, o.streams = dims, store, streams
+	o.dims, o.store, o.streams, o.feeds = dims, store, streams, feeds
 	o.plans = map[pipeline.TableID]*plan{}
 	o.seen = map[lookupKey]struct{}{}
 	o.got = map[lookupKey]*entry{}
@@ -248,7 +259,7 @@ func (o *Operator) Close() error {
 	if o.store != nil {
 		errs = append(errs, o.store.Close())
 	}
-	o.dims, o.plans, o.store, o.streams = nil, nil, nil, nil
+	o.dims, o.plans, o.store, o.streams, o.feeds = nil, nil, nil, nil, nil
 	return errors.Join(errs...)
 }
 
@@ -273,6 +284,23 @@ func (o *Operator) Stats() Stats {
 func (o *Operator) Process(ctx context.Context, b *pipeline.Batch, emit func(*pipeline.Batch) error) error {
 	if o.dims == nil {
 		return errors.New("process called before open")
+	}
+	if len(o.feeds) > 0 {
+		// Kafka-fed dimensions take in what their topics have before the
+		// batch is looked up (all of it, up to the end, before the
+		// first batch).
+		var dead []pipeline.Record
+		for _, d := range o.feeds {
+			if err := o.pullKafka(ctx, d, &dead); err != nil {
+				return err
+			}
+		}
+		if len(dead) > 0 {
+			o.stats.deadLettered.Add(int64(len(dead)))
+			if err := emit(&pipeline.Batch{Schema: pipeline.DeadLetterSchema, Records: dead}); err != nil {
+				return err
+			}
+		}
 	}
 	if b.Schema.Table == pipeline.DeadLetterTable {
 		return emit(b)

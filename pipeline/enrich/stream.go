@@ -70,6 +70,9 @@ func newStreamDim(cfg Dimension) *streamDim {
 }
 
 func (d *dimension) streamDescribe() string {
+	if d.cfg.Stream.Kafka != nil {
+		return d.kafkaDescribe()
+	}
 	return fmt.Sprintf("dimension %s (stream of table %s)", d.cfg.Name, d.stream.table)
 }
 

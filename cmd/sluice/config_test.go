@@ -169,6 +169,59 @@ func TestConfigErrors(t *testing.T) {
 			want: `job.yaml:10:5: dimensions.customers.columns: table shop.customers has no column "name" (columns: id, customer_id, status, quantity, amount, discount, paid, order_date, note, updated_at)`,
 		},
 		{
+			name: "a kafka stream dimension without brokers",
+			yaml: doc(
+				"job: shop",
+				"source: {datagen: {}}",
+				"transforms:",
+				"  - match: shop.orders",
+				"    enrich:",
+				"      - {dim: customers, on: customer_id, add: {customer_name: name}}",
+				"dimensions:",
+				"  customers:",
+				"    stream:",
+				"      kafka: {topic: customers}",
+				"      key: id",
+			),
+			want: `job.yaml:10:7: dimensions.customers.stream.kafka.brokers: required (host:port of at least one broker)`,
+		},
+		{
+			name: "a kafka stream dimension without a topic",
+			yaml: doc(
+				"job: shop",
+				"source: {datagen: {}}",
+				"transforms:",
+				"  - match: shop.orders",
+				"    enrich:",
+				"      - {dim: customers, on: customer_id, add: {customer_name: name}}",
+				"dimensions:",
+				"  customers:",
+				"    stream:",
+				"      key: id",
+				"      kafka:",
+				"        brokers: [\"127.0.0.1:9092\"]",
+			),
+			want: `job.yaml:11:7: dimensions.customers.stream.kafka.topic: required (the topic of the dimension's rows)`,
+		},
+		{
+			name: "a stream dimension with both a table and a topic",
+			yaml: doc(
+				"job: shop",
+				"source: {datagen: {}}",
+				"transforms:",
+				"  - match: shop.orders",
+				"    enrich:",
+				"      - {dim: customers, on: customer_id, add: {customer_name: name}}",
+				"dimensions:",
+				"  customers:",
+				"    stream:",
+				"      table: shop.customers",
+				"      kafka: {brokers: [\"b:9092\"], topic: customers}",
+				"      key: id",
+			),
+			want: `job.yaml:9:5: dimensions.customers.stream: set either table (a table of this job's source) or kafka (a topic), not both`,
+		},
+		{
 			name: "a transform that does nothing",
 			yaml: doc(
 				"job: shop",
@@ -686,5 +739,31 @@ func TestMemoryLimit(t *testing.T) {
 		if got := cfg.memoryLimit(); got != tc.want {
 			t.Errorf("%s: memory limit %d, want %d", tc.yaml, got, tc.want)
 		}
+	}
+}
+
+func TestConfigKafkaStreamDimension(t *testing.T) {
+	t.Parallel()
+	y := doc(
+		"job: shop",
+		"source: {datagen: {}}",
+		"transforms:",
+		"  - match: shop.orders",
+		"    enrich:",
+		"      - {dim: customers, on: customer_id, add: {customer_name: name}}",
+		"dimensions:",
+		"  customers:",
+		"    stream:",
+		"      kafka: {brokers: [\"127.0.0.1:9092\"], topic: customers}",
+		"      key: id",
+		"    columns: [name, tier]",
+	)
+	cfg, err := parseConfig("job.yaml", []byte(y), env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := cfg.Dimensions["customers"].Stream
+	if st == nil || st.Kafka == nil || st.Kafka.Topic != "customers" || st.Kafka.Brokers[0] != "127.0.0.1:9092" || st.Table != "" {
+		t.Errorf("decoded %+v", st)
 	}
 }

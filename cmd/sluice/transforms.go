@@ -185,7 +185,9 @@ func (l *loader) validateStreams(cfg *JobConfig) error {
 	}
 	for _, name := range names {
 		st := cfg.Dimensions[name].Stream
-		if st == nil {
+		if st == nil || st.Kafka != nil {
+			// A Kafka-fed dimension's topic is checked when the job opens
+			// it; its rows have no schema to check columns against.
 			continue
 		}
 		p := "dimensions." + name
@@ -303,7 +305,7 @@ func buildOperators(cfg *JobConfig, log *zap.Logger) ([]pipeline.Operator, error
 	if ec := cfg.enrichConfig(); len(ec.Rules) > 0 {
 		ec.Dimensions = maps.Clone(ec.Dimensions)
 		for name, d := range ec.Dimensions {
-			if d.Stream != nil && cfg.Source.MySQL != nil {
+			if d.Stream != nil && d.Stream.Kafka == nil && cfg.Source.MySQL != nil {
 				// The source's own server can say the column types before
 				// the dimension's first change arrives.
 				st := *d.Stream

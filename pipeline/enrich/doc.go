@@ -128,19 +128,69 @@
 // the binlog's order is the order of the changes at the source: a
 // dimension change committed before a fact row's transaction is seen by it.
 //
-// A Kafka topic would plug in without changing this operator: the operator
-// matches batches by table name, not by source, so a Kafka source that
-// names its batches' table (say "topic.customers") and emits upserts and
-// deletes (Debezium, or plain JSON keyed by the message key) feeds a stream
-// dimension through the same Stream.Table, and the job's checkpoint
-// aligns the topic's offsets with the store. Only the type probe is
-// MySQL-specific; a Kafka source would learn types from its first message
-// or a schema registry.
+// # Kafka-fed stream dimensions
+//
+// A stream dimension may instead read a Kafka topic of its own:
+//
+//	dimensions:
+//	  customers:
+//	    stream:
+//	      kafka: {brokers: ["127.0.0.1:9092"], topic: customers}
+//	      key: id                                   # instead of table
+//	    columns: [name, tier]
+//
+// The operator owns a franz-go client (package kafkafeed) that reads every
+// partition the topic has when the operator opens, with no consumer group:
+// from the start of the topic on a fresh start, else from the offsets
+// held in the restored state. Partitions added later are not read. An
+// offset the topic no longer holds (removed by retention) fails the run
+// rather than skipping messages.
+//
+// Messages are JSON, one row per record value: an object whose Key field
+// is the key and whose Columns fields are read by name (an absent field is
+// NULL). A Debezium envelope ({"before", "after", "op"}, at the top or in
+// "payload") applies its after image for op c, r and u (an update whose
+// before image has another key removes that key) and deletes its before
+// image's key for op d. A tombstone (no value, or JSON null) deletes the
+// key given by the message key: the JSON of the key value (42, "ab"), an
+// object holding the Key field (as Debezium writes keys), or plain text.
+// A message that cannot be read (not JSON, no key, a value the column's
+// type cannot hold, another op) becomes a dead letter in
+// pipeline.DeadLetterTable with stage "enrich", source_table
+// "kafka.<topic>", the raw value, and a reason and position naming topic,
+// partition and offset; the messages after it are applied.
+//
+// When: the first Process after Open reads the topic up to its end offsets
+// as of then (or until it was idle for CatchUpIdle), so that the first
+// fact batch of a new or restarted job looks keys up in a current
+// dimension. Before every later batch the operator applies what the
+// client has fetched in the background since, without waiting: a fact row
+// sees the dimension as of its processing time, a few milliseconds behind
+// the topic. Unlike a table of the job's own source, the order between a
+// dimension change and a fact row is not defined, and a replay may see
+// other values.
+//
+// State: rows, shape and the offsets applied (next offset per partition)
+// live in the same StateDB, written in one batch per poll, so Snapshot(id)
+// records exactly the offsets whose messages the checkpoint's rows hold,
+// and a restore resumes after them: nothing is skipped, nothing before the
+// checkpoint is read again.
+//
+// Types: JSON carries no schema, so the types are learnt from the first
+// row and kept with the state: an integer key is a long and a string key
+// a string; a column holding an integer is a long, another number a
+// double, a boolean a boolean, and a string, object, array or NULL a
+// string (objects and arrays as their JSON text). Later values are
+// converted to these types; one that does not convert (3.5 for a long) is
+// a dead letter. A fact batch that arrives before the topic has any row
+// fails, as for a table-fed dimension whose types are unknown.
 //
 // # Calls and goroutines
 //
 // The runner calls Open, then Process and Snapshot from one goroutine,
 // then Close; Open may follow Close. Stats may be called from any
 // goroutine. The operator starts no goroutines, and each JDBC dimension
-// holds one database connection (Pebble runs its own compactions).
+// holds one database connection (Pebble runs its own compactions). A
+// Kafka-fed dimension's client fetches on franz-go's own goroutines,
+// which Close stops.
 package enrich

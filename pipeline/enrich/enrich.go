@@ -22,8 +22,9 @@ const Name = "enrich"
 // Stats are the operator's counters since New. Lookups = CacheHits +
 // CacheMisses; Missing counts records with no dimension row (NULL and
 // impossible keys included), of which Dropped were dropped and
-// DeadLettered were sent to the dead-letter table. A record matched by
-// several rules counts once per rule.
+// DeadLettered were sent to the dead-letter table (with the unreadable
+// messages of Kafka-fed dimensions). A record matched by several rules
+// counts once per rule.
 type Stats struct {
 	Lookups      int64 // record keys looked up (deletes and NULL keys are not)
 	CacheHits    int64 // lookups answered by the cache, found or not found

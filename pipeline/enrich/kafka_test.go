@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-cdc/sluice/internal/testinfra"
@@ -263,4 +264,41 @@ func TestKafkaTopicMissing(t *testing.T) {
 		t.Errorf("Open of a missing topic: %v", err)
 	}
 	_ = op.Close()
+}
+
+// Messages the checkpoint's offsets still need, removed from the topic
+// (by retention, say): the restored dimension fails rather than skipping
+// them.
+func TestKafkaRestoreAfterRetentionFails(t *testing.T) {
+	kd := newKafkaDim(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	kd.produce(t, keyed(1, row(1, "ann", 1)))
+	op := kd.op(t, dir)
+	openState(t, op, nil)
+	waitName(t, op, 1, "ann")
+	st, err := op.Snapshot(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := op.Close(); err != nil {
+		t.Fatal(err)
+	}
+	recs := kd.produce(t, keyed(1, row(1, "anna", 1)), keyed(1, row(1, "annie", 1)))
+	// Remove all but the last message of the partition.
+	var offs kadm.Offsets
+	offs.Add(kadm.Offset{Topic: kd.k.Topic, Partition: recs[1].Partition, At: recs[1].Offset})
+	resp, err := kadm.NewClient(kd.cl).DeleteRecords(ctx, offs)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := kd.op(t, dir)
+	openState(t, r, st)
+	_, err = tryProcess(r, batchOf(ordersSchema(), ins(10, int32(1))))
+	if err == nil || !strings.Contains(err.Error(), kd.k.Topic) || !strings.Contains(err.Error(), "OFFSET_OUT_OF_RANGE") {
+		t.Errorf("restore past retention: %v, want an offset out of range error naming the topic", err)
+	}
 }

@@ -39,8 +39,9 @@ type Feed struct {
 	lastPoll time.Time
 }
 
-// MaxBufferedBytes bounds what the client fetches ahead of Drain.
-const MaxBufferedBytes = 16 << 20
+// MaxFetchBytes bounds a fetch response, and so what the client holds
+// fetched ahead of Drain (it buffers one fetch per broker until polled).
+const MaxFetchBytes = 16 << 20
 
 // Open connects and assigns every partition the topic has now: partitions
 // found in start resume at that offset (the next message to read), the
@@ -79,7 +80,7 @@ func Open(ctx context.Context, brokers []string, topic string, start map[int32]i
 		kgo.SeedBrokers(brokers...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}),
 		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
-		kgo.MaxBufferedBytes(MaxBufferedBytes),
+		kgo.FetchMaxBytes(MaxFetchBytes),
 		kgo.FetchMaxWait(100*time.Millisecond),
 	)
 	if err != nil {

@@ -535,7 +535,9 @@ func (o *Operator) buildPlan(s *pipeline.Schema) (*plan, error) {
 		d := o.dims[r.cfg.Dim]
 		if d.stream != nil && !d.stream.known {
 			why := "no batch of it has been seen yet and the source cannot be asked for its column types"
-			if d.stream.probeErr != nil {
+			if d.kafka != nil {
+				why = "its topic has had no row yet (JSON carries no types; they are learnt from the first row)"
+			} else if d.stream.probeErr != nil {
 				why = fmt.Sprintf("no batch of it has been seen yet and reading the types from the source failed: %v", d.stream.probeErr)
 			}
 			return nil, fmt.Errorf("enrich[%d]: %s: the types of its columns are unknown: %s", r.idx, d.describe(), why)

@@ -302,3 +302,30 @@ func TestKafkaRestoreAfterRetentionFails(t *testing.T) {
 		t.Errorf("restore past retention: %v, want an offset out of range error naming the topic", err)
 	}
 }
+
+// An empty topic teaches no types: a fact batch that needs them fails
+// saying so, and passes once a row arrived.
+func TestKafkaTypesUnknown(t *testing.T) {
+	kd := newKafkaDim(t)
+	op := kd.op(t, t.TempDir())
+	openState(t, op, nil)
+	_, err := tryProcess(op, batchOf(ordersSchema(), ins(10, int32(1))))
+	if err == nil || !strings.Contains(err.Error(), "its topic has had no row yet") {
+		t.Fatalf("fact batch before any row: %v", err)
+	}
+	kd.produce(t, keyed(1, `{"id":1,"name":"ann","tier":1.5}`))
+	deadline := time.Now().Add(15 * time.Second)
+	var out []*pipeline.Batch
+	for out, err = tryProcess(op, batchOf(ordersSchema(), ins(10, int32(1)))); err != nil; out, err = tryProcess(op, batchOf(ordersSchema(), ins(10, int32(1)))) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the first row did not teach the types: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := out[0].Records[0].After[3]; got != "ann" {
+		t.Errorf("customer 1: %v", got)
+	}
+	if c := out[0].Schema.Columns[4]; c.Type != pipeline.TypeFloat64 {
+		t.Errorf("a JSON non-integer column is a double: %+v", c)
+	}
+}

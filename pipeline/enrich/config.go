@@ -52,14 +52,16 @@ type Config struct {
 
 // Dimension is a table looked up by one key column: either read through
 // database/sql (JDBC) or kept current in the operator's state from a
-// change stream of the job's own source (Stream). Exactly one is set.
+// change stream: a table of the job's own source or a Kafka topic
+// (Stream). Exactly one is set.
 type Dimension struct {
 	// Name is the dimension's key in Config.Dimensions (set by Defaults
 	// and New; not read from YAML).
 	Name string `yaml:"-"`
 	JDBC JDBC   `yaml:"jdbc"`
 	// Stream makes the dimension a table of the job's own source, applied
-	// to a Pebble store as its changes pass through the operator.
+	// to a Pebble store as its changes pass through the operator, or a
+	// Kafka topic the operator reads into that store.
 	Stream *Stream `yaml:"stream"`
 	// Columns are the dimension columns that lookups read. Empty: the
 	// columns the rules add from this dimension.
@@ -90,10 +92,11 @@ type JDBC struct {
 	Key string `yaml:"key"`
 }
 
-// Stream says which table of the job's source keeps a dimension current.
-// Its batches (as the operator chain emits them, after cleaning and
-// dedupe) are applied to the operator's checkpointed store, and passed on
-// unchanged.
+// Stream says which table of the job's source, or which Kafka topic,
+// keeps a dimension current. A table's batches (as the operator chain
+// emits them, after cleaning and dedupe) are applied to the operator's
+// checkpointed store, and passed on unchanged; a topic's messages are
+// read by the operator itself (see the package documentation).
 type Stream struct {
 	// Table is the source table, "db.table" as the source names it
 	// (pipeline.TableID.String). Exactly one of Table and Kafka is set.
@@ -243,7 +246,7 @@ func (d *Dimension) validate(p string) error {
 			return err
 		}
 	} else if j := d.JDBC; j.DSN == "" && j.Table == "" && j.Key == "" {
-		return fmt.Errorf("%s: either jdbc (a database table) or stream (a table of this job's source) is required", p)
+		return fmt.Errorf("%s: either jdbc (a database table) or stream (a table of this job's source, or a Kafka topic) is required", p)
 	} else if err := d.validateJDBC(p); err != nil {
 		return err
 	}

@@ -6,10 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -35,8 +31,9 @@ var ErrStateLost = errors.New("checkpoint: operator state lost")
 // the state is the checkpoint's, never the later live content. It is used
 // by one goroutine.
 //
-// dedupe predates it and keeps its own copy (with its key filter in the
-// checkpoint); new keyed operators use this one so that Pebble stays in
+// dedupe predates it and keeps its own database layer (with its key
+// filter in the checkpoint), sharing the directory helpers of
+// pebbledir.go; new keyed operators use this one so that Pebble stays in
 // checkpoint/ and dedupe/.
 type StateDB struct {
 	fs      vfs.FS
@@ -108,19 +105,20 @@ func OpenStateDB(opts StateDBOptions, state []byte) (*StateDB, error) {
 		return nil, fmt.Errorf("state %s: bad state %q", s.dir, state)
 	}
 	src := s.fs.PathJoin(s.dir, stateCkptName(want.Epoch))
-	m, err := s.readMeta(src)
+	m := new(stateMeta)
+	found, err := ReadJSONFile(s.fs, src, stateMetaFile, m)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("state %s: %w", s.dir, err)
 	}
-	if m == nil {
+	if !found {
 		return nil, fmt.Errorf("%w: checkpoint %d is not in %s", ErrStateLost, want.Epoch, s.dir)
 	}
 	if *m != want {
 		return nil, fmt.Errorf("%w: %s holds another state (%+v, want %+v)", ErrStateLost, src, *m, want)
 	}
 	live := s.fs.PathJoin(s.dir, stateLive)
-	if err := s.clone(src, live); err != nil {
-		return nil, err
+	if err := ClonePebbleCheckpoint(s.fs, src, live, stateMetaFile); err != nil {
+		return nil, fmt.Errorf("state %s: %w", s.dir, err)
 	}
 	if err := s.open(live); err != nil {
 		return nil, err
@@ -236,30 +234,25 @@ func (s *StateDB) Snapshot(id uint64) ([]byte, error) {
 		return nil, fmt.Errorf("state %s: checkpoint %d: %w", s.dir, id, err)
 	}
 	m := stateMeta{DB: s.meta.DB, Epoch: id, Nonce: randomNonce()}
-	if err := s.writeMeta(tmp, &m); err != nil {
-		return nil, err
+	if err := WriteJSONFile(s.fs, tmp, stateMetaFile, &m); err != nil {
+		return nil, fmt.Errorf("state %s: %w", s.dir, err)
 	}
 	if err := s.fs.Rename(tmp, dst); err != nil {
 		return nil, fmt.Errorf("state %s: checkpoint %d: %w", s.dir, id, err)
 	}
-	if err := s.syncDir(s.dir); err != nil {
-		return nil, err
+	if err := SyncDir(s.fs, s.dir); err != nil {
+		return nil, fmt.Errorf("state %s: %w", s.dir, err)
 	}
 	s.meta = m
-	names, err := s.fs.List(s.dir)
+	ids, err := CheckpointIDs(s.fs, s.dir, stateCkpt)
 	if err != nil {
 		return nil, fmt.Errorf("state %s: %w", s.dir, err)
 	}
-	for _, n := range names {
-		rest, ok := strings.CutPrefix(n, stateCkpt)
-		if !ok {
+	for _, old := range ids {
+		if old == id || (s.hasPrev && old == s.prev) {
 			continue
 		}
-		old, err := strconv.ParseUint(rest, 10, 64)
-		if err != nil || old == id || (s.hasPrev && old == s.prev) {
-			continue
-		}
-		if err := s.fs.RemoveAll(s.fs.PathJoin(s.dir, n)); err != nil {
+		if err := s.fs.RemoveAll(s.fs.PathJoin(s.dir, stateCkptName(old))); err != nil {
 			return nil, fmt.Errorf("state %s: %w", s.dir, err)
 		}
 	}
@@ -270,20 +263,7 @@ func (s *StateDB) Snapshot(id uint64) ([]byte, error) {
 // Checkpoints lists the checkpoint ids kept in the directory, oldest
 // first (for tests and diagnostics).
 func (s *StateDB) Checkpoints() ([]uint64, error) {
-	names, err := s.fs.List(s.dir)
-	if err != nil {
-		return nil, err
-	}
-	var ids []uint64
-	for _, n := range names {
-		if rest, ok := strings.CutPrefix(n, stateCkpt); ok {
-			if id, err := strconv.ParseUint(rest, 10, 64); err == nil {
-				ids = append(ids, id)
-			}
-		}
-	}
-	slices.Sort(ids)
-	return ids, nil
+	return CheckpointIDs(s.fs, s.dir, stateCkpt)
 }
 
 // Close releases the database. Changes since the last Snapshot are lost
@@ -297,94 +277,6 @@ func (s *StateDB) Close() error {
 	s.db, s.batch = nil, nil
 	if err != nil {
 		return fmt.Errorf("state %s: close: %w", s.dir, err)
-	}
-	return nil
-}
-
-// clone makes dst a private copy of checkpoint src: sstables (immutable)
-// are hard-linked, everything Pebble may rewrite is copied, so that the
-// checkpoint stays as Snapshot left it.
-func (s *StateDB) clone(src, dst string) error {
-	if err := s.fs.RemoveAll(dst); err != nil {
-		return fmt.Errorf("state %s: restore: %w", s.dir, err)
-	}
-	if err := s.fs.MkdirAll(dst, 0o755); err != nil {
-		return fmt.Errorf("state %s: restore: %w", s.dir, err)
-	}
-	names, err := s.fs.List(src)
-	if err != nil {
-		return fmt.Errorf("state %s: restore: %w", s.dir, err)
-	}
-	for _, n := range names {
-		if n == stateMetaFile {
-			continue
-		}
-		from, to := s.fs.PathJoin(src, n), s.fs.PathJoin(dst, n)
-		if strings.HasSuffix(n, ".sst") || strings.HasSuffix(n, ".blob") {
-			err = vfs.LinkOrCopy(s.fs, from, to)
-		} else {
-			err = vfs.Copy(s.fs, from, to)
-		}
-		if err != nil {
-			return fmt.Errorf("state %s: restore %s: %w", s.dir, n, err)
-		}
-	}
-	return nil
-}
-
-func (s *StateDB) readMeta(dir string) (*stateMeta, error) {
-	f, err := s.fs.Open(s.fs.PathJoin(dir, stateMetaFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("state %s: read meta: %w", dir, err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(f)
-	if err != nil {
-		return nil, fmt.Errorf("state %s: read meta: %w", dir, err)
-	}
-	m := new(stateMeta)
-	if err := json.Unmarshal(b, m); err != nil {
-		return nil, fmt.Errorf("state %s: decode meta: %w", dir, err)
-	}
-	return m, nil
-}
-
-func (s *StateDB) writeMeta(dir string, m *stateMeta) error {
-	b, err := json.Marshal(m)
-	if err != nil {
-		return err
-	}
-	f, err := s.fs.Create(s.fs.PathJoin(dir, stateMetaFile), vfs.WriteCategoryUnspecified)
-	if err != nil {
-		return fmt.Errorf("state %s: write meta: %w", dir, err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("state %s: write meta: %w", dir, err)
-	}
-	return s.syncDir(dir)
-}
-
-func (s *StateDB) syncDir(dir string) error {
-	d, err := s.fs.OpenDir(dir)
-	if err != nil {
-		return fmt.Errorf("state %s: sync: %w", dir, err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("state %s: sync: %w", dir, err)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/sluice-cdc/sluice/checkpoint"
 	"github.com/sluice-cdc/sluice/pipeline"
 )
 
@@ -375,7 +376,7 @@ func TestCheckpointRetention(t *testing.T) {
 		run(t, o, s, ins(id, int64(id), "a"))
 		states = append(states, snapshot(t, o, id))
 	}
-	ids, _ := checkpoints(fs, cfg.Dir)
+	ids, _ := checkpoint.CheckpointIDs(fs, cfg.Dir, ckptPrefix)
 	if fmt.Sprint(ids) != "[3 4]" {
 		t.Fatalf("checkpoints %v", ids)
 	}
@@ -383,7 +384,7 @@ func TestCheckpointRetention(t *testing.T) {
 	o = newOp(t, cfg, fs, states[2]) // 3: manifest 4 was lost
 	run(t, o, s, ins(9, 9, "a"))
 	snapshot(t, o, 4) // the runner reuses id 4
-	ids, _ = checkpoints(fs, cfg.Dir)
+	ids, _ = checkpoint.CheckpointIDs(fs, cfg.Dir, ckptPrefix)
 	if fmt.Sprint(ids) != "[3 4]" {
 		t.Fatalf("checkpoints after restore %v", ids)
 	}

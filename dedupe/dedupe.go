@@ -16,6 +16,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 
+	"github.com/sluice-cdc/sluice/checkpoint"
 	"github.com/sluice-cdc/sluice/pipeline"
 )
 
@@ -282,8 +283,8 @@ func (o *Operator) restore(want *snapState) (string, error) {
 		return fmt.Sprintf("checkpoint directory %s holds another state (%+v)", src, m), nil
 	}
 	live := o.fs.PathJoin(o.cfg.Dir, liveDir)
-	if err := cloneCheckpoint(o.fs, src, live); err != nil {
-		return "", err
+	if err := checkpoint.ClonePebbleCheckpoint(o.fs, src, live, metaFile, filterFile); err != nil {
+		return "", fmt.Errorf("dedupe: %w", err)
 	}
 	db, err := openDB(o.fs, live, o.cfg.CacheSize, o.log)
 	if err != nil {
@@ -327,9 +328,9 @@ func (o *Operator) rebuildFilter() (*keyFilter, error) {
 // startEmpty replaces whatever the directory holds by an empty database
 // with a new lineage id.
 func (o *Operator) startEmpty(why string) error {
-	ids, err := checkpoints(o.fs, o.cfg.Dir)
+	ids, err := checkpoint.CheckpointIDs(o.fs, o.cfg.Dir, ckptPrefix)
 	if err != nil {
-		return err
+		return fmt.Errorf("dedupe: %w", err)
 	}
 	for _, id := range ids {
 		if err := removeAll(o.fs, o.fs.PathJoin(o.cfg.Dir, ckptName(id))); err != nil {
@@ -1003,19 +1004,19 @@ func (o *Operator) Snapshot(ctx context.Context, id uint64) ([]byte, error) {
 	}
 	m := meta{DB: o.meta.DB, Epoch: id, Nonce: randomID()}
 	// Last, with a sync of the directory that covers both files.
-	if err := writeMeta(o.fs, tmp, &m); err != nil {
-		return nil, err
+	if err := checkpoint.WriteJSONFile(o.fs, tmp, metaFile, &m); err != nil {
+		return nil, fmt.Errorf("dedupe: %w", err)
 	}
 	if err := o.fs.Rename(tmp, dst); err != nil {
 		return nil, fmt.Errorf("dedupe: checkpoint %d: %w", id, err)
 	}
-	if err := syncDir(o.fs, o.cfg.Dir); err != nil {
-		return nil, err
+	if err := checkpoint.SyncDir(o.fs, o.cfg.Dir); err != nil {
+		return nil, fmt.Errorf("dedupe: %w", err)
 	}
 	o.meta = m
-	ids, err := checkpoints(o.fs, o.cfg.Dir)
+	ids, err := checkpoint.CheckpointIDs(o.fs, o.cfg.Dir, ckptPrefix)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("dedupe: %w", err)
 	}
 	for _, old := range ids {
 		if old != id && !(o.hasPrev && old == o.prev) {

@@ -4,20 +4,17 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
+
+	"github.com/sluice-cdc/sluice/checkpoint"
 )
 
 // Layout of Config.Dir, all of it owned by the operator (see doc.go):
@@ -166,121 +163,21 @@ func removeAll(fs vfs.FS, path string) error {
 	return nil
 }
 
-// checkpoints lists the checkpoint ids present in dir, oldest first.
-func checkpoints(fs vfs.FS, dir string) ([]uint64, error) {
-	names, err := fs.List(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("dedupe: list %s: %w", dir, err)
-	}
-	var ids []uint64
-	for _, n := range names {
-		if s, ok := strings.CutPrefix(n, ckptPrefix); ok {
-			if id, err := strconv.ParseUint(s, 10, 64); err == nil {
-				ids = append(ids, id)
-			}
-		}
-	}
-	slices.Sort(ids)
-	return ids, nil
-}
-
-// syncDir makes renames and removals in dir durable.
-func syncDir(fs vfs.FS, dir string) error {
-	d, err := fs.OpenDir(dir)
-	if err != nil {
-		return fmt.Errorf("dedupe: sync %s: %w", dir, err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("dedupe: sync %s: %w", dir, err)
-	}
-	return nil
-}
-
-// cloneCheckpoint makes dst a private copy of the checkpoint src: sstables
-// (immutable) are hard-linked, everything Pebble may append to or rewrite
-// (manifest, options, markers) is copied, so that the checkpoint stays
-// exactly as Snapshot left it however the copy is used.
-func cloneCheckpoint(fs vfs.FS, src, dst string) error {
-	if err := removeAll(fs, dst); err != nil {
-		return err
-	}
-	if err := fs.MkdirAll(dst, 0o755); err != nil {
-		return fmt.Errorf("dedupe: restore: %w", err)
-	}
-	names, err := fs.List(src)
-	if err != nil {
-		return fmt.Errorf("dedupe: restore: %w", err)
-	}
-	for _, n := range names {
-		if n == metaFile || n == filterFile {
-			continue
-		}
-		from, to := fs.PathJoin(src, n), fs.PathJoin(dst, n)
-		if strings.HasSuffix(n, ".sst") || strings.HasSuffix(n, ".blob") {
-			err = vfs.LinkOrCopy(fs, from, to)
-		} else {
-			err = vfs.Copy(fs, from, to)
-		}
-		if err != nil {
-			return fmt.Errorf("dedupe: restore %s: %w", n, err)
-		}
-	}
-	return nil
-}
-
 // metaFile is the checkpoint's own bookkeeping, written into the
 // checkpoint directory before it is renamed into place.
 const metaFile = "DEDUPE-META"
 
+// readMeta returns the checkpoint directory's meta, nil if it has none.
 func readMeta(fs vfs.FS, dir string) (*meta, error) {
-	f, err := fs.Open(fs.PathJoin(dir, metaFile))
-	if errors.Is(err, os.ErrNotExist) {
+	m := new(meta)
+	found, err := checkpoint.ReadJSONFile(fs, dir, metaFile, m)
+	if err != nil {
+		return nil, fmt.Errorf("dedupe: %w", err)
+	}
+	if !found {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("dedupe: read meta: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(f)
-	if err != nil {
-		return nil, fmt.Errorf("dedupe: read meta: %w", err)
-	}
-	m := new(meta)
-	if err := json.Unmarshal(b, m); err != nil {
-		return nil, fmt.Errorf("dedupe: decode meta %s: %w", dir, err)
-	}
 	return m, nil
-}
-
-func writeMeta(fs vfs.FS, dir string, m *meta) error {
-	b, err := json.Marshal(m)
-	if err != nil {
-		return fmt.Errorf("dedupe: encode meta: %w", err)
-	}
-	f, err := fs.Create(fs.PathJoin(dir, metaFile), vfs.WriteCategoryUnspecified)
-	if err != nil {
-		return fmt.Errorf("dedupe: write meta: %w", err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("dedupe: write meta: %w", err)
-	}
-	// The file's directory entry must be durable before the directory is
-	// renamed into place.
-	return syncDir(fs, dir)
 }
 
 // loadTables reads the table registry: "db.table" -> tag.

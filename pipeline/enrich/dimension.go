@@ -33,6 +33,20 @@ const (
 	keyBinary
 )
 
+// kindOf is how keys of a column type are looked up; 0 for a type no
+// lookup supports.
+func kindOf(t pipeline.Type) keyKind {
+	switch t {
+	case pipeline.TypeInt32, pipeline.TypeInt64:
+		return keyInt
+	case pipeline.TypeString, pipeline.TypeDecimal:
+		return keyText
+	case pipeline.TypeBinary:
+		return keyBinary
+	}
+	return 0
+}
+
 func (k keyKind) String() string {
 	switch k {
 	case keyInt:
@@ -233,14 +247,7 @@ func (d *dimension) probe(ctx context.Context) error {
 		return fmt.Errorf("%s: the probe returned %d columns, want %d", d.describe(), len(types), len(d.cfg.Columns)+1)
 	}
 	d.keyCol = mapType(d.cfg.JDBC.Driver, d.cfg.JDBC.Key, types[0])
-	switch d.keyCol.Type {
-	case pipeline.TypeInt32, pipeline.TypeInt64:
-		d.kind = keyInt
-	case pipeline.TypeString, pipeline.TypeDecimal:
-		d.kind = keyText
-	case pipeline.TypeBinary:
-		d.kind = keyBinary
-	default:
+	if d.kind = kindOf(d.keyCol.Type); d.kind == 0 {
 		return fmt.Errorf("%s: key column %s is %s (%s); lookups support integer, text, decimal and binary keys",
 			d.describe(), d.cfg.JDBC.Key, types[0].DatabaseTypeName(), d.keyCol.Type)
 	}

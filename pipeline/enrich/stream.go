@@ -79,14 +79,7 @@ func (d *dimension) streamDescribe() string {
 // learn fixes the dimension's types.
 func (d *dimension) learn(key pipeline.Column, cols []pipeline.Column) error {
 	d.keyCol = key
-	switch key.Type {
-	case pipeline.TypeInt32, pipeline.TypeInt64:
-		d.kind = keyInt
-	case pipeline.TypeString, pipeline.TypeDecimal:
-		d.kind = keyText
-	case pipeline.TypeBinary:
-		d.kind = keyBinary
-	default:
+	if d.kind = kindOf(key.Type); d.kind == 0 {
 		return fmt.Errorf("%s: key column %s is %s; lookups support integer, text, decimal and binary keys",
 			d.streamDescribe(), key.Name, key.Type)
 	}

@@ -169,12 +169,8 @@ func tableFromMap(id pipeline.TableID, tm *replication.TableMapEvent, keys []str
 		t.cols = append(t.cols, ci)
 	}
 	if len(keys) > 0 {
-		for _, k := range keys {
-			i := t.schema.ColumnIndex(k)
-			if i < 0 {
-				return nil, fmt.Errorf("%s.keys.%s: column %q is not a column of the table", prefix, id, k)
-			}
-			t.schema.Key = append(t.schema.Key, i)
+		if err := t.setKeys(keys); err != nil {
+			return nil, err
 		}
 	} else {
 		for _, k := range tm.PrimaryKey {

@@ -47,6 +47,19 @@ type table struct {
 
 // loadTable reads a table's columns and primary key from information_schema.
 // keys, when set, stand in for the primary key.
+// setKeys makes the configured columns (source.mysql.keys) the table's
+// key.
+func (t *table) setKeys(keys []string) error {
+	for _, k := range keys {
+		i := t.schema.ColumnIndex(k)
+		if i < 0 {
+			return fmt.Errorf("%s.keys.%s: column %q is not a column of the table", prefix, t.schema.Table, k)
+		}
+		t.schema.Key = append(t.schema.Key, i)
+	}
+	return nil
+}
+
 func loadTable(ctx context.Context, db *sql.DB, dbName, name string, keys []string) (*table, error) {
 	id := pipeline.TableID{Namespace: dbName, Name: name}
 	rows, err := db.QueryContext(ctx, `SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE,
@@ -79,12 +92,8 @@ func loadTable(ctx context.Context, db *sql.DB, dbName, name string, keys []stri
 		return nil, fmt.Errorf("mysql: table %s has no columns (does it exist and may the user read it?)", id)
 	}
 	if len(keys) > 0 {
-		for _, k := range keys {
-			i := t.schema.ColumnIndex(k)
-			if i < 0 {
-				return nil, fmt.Errorf("%s.keys.%s: column %q is not a column of the table", prefix, id, k)
-			}
-			t.schema.Key = append(t.schema.Key, i)
+		if err := t.setKeys(keys); err != nil {
+			return nil, err
 		}
 		return t, nil
 	}

@@ -215,3 +215,18 @@ func (d Decimal) String() string {
 	}
 	return digits
 }
+
+// Images counts the row images (before and after) the batch's records
+// hold, for operators that allocate every output image at once.
+func (b *Batch) Images() int {
+	n := 0
+	for i := range b.Records {
+		if b.Records[i].Before != nil {
+			n++
+		}
+		if b.Records[i].After != nil {
+			n++
+		}
+	}
+	return n
+}

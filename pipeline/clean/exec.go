@@ -36,17 +36,8 @@ type rowError struct {
 func (p *Plan) apply(b *pipeline.Batch, now time.Time) result {
 	p.fns.batchNow = now
 	var res result
-	images := 0
-	for i := range b.Records {
-		if b.Records[i].Before != nil {
-			images++
-		}
-		if b.Records[i].After != nil {
-			images++
-		}
-	}
 	width := len(p.project)
-	slab := make([]any, images*width)
+	slab := make([]any, b.Images()*width)
 	alloc := func() []any {
 		img := slab[:width:width]
 		slab = slab[width:]

@@ -373,17 +373,8 @@ func (o *Operator) Process(ctx context.Context, b *pipeline.Batch, emit func(*pi
 // for a value nobody reads, and a missing dimension row must not drop or
 // dead-letter a delete, which would leave the deleted row in the lake.
 func widen(b *pipeline.Batch, width int) []pipeline.Record {
-	images := 0
-	for i := range b.Records {
-		if b.Records[i].Before != nil {
-			images++
-		}
-		if b.Records[i].After != nil {
-			images++
-		}
-	}
 	// One allocation for every image of the batch.
-	backing := make([]any, images*width)
+	backing := make([]any, b.Images()*width)
 	take := func(src []any) []any {
 		row := backing[:width:width]
 		backing = backing[width:]

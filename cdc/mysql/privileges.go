@@ -11,10 +11,11 @@ import (
 	"github.com/go-sql-driver/mysql"
 )
 
-// MySQL error numbers the privilege check tells apart.
+// MySQL error numbers the source tells apart.
 const (
 	errSpecificAccessDenied = 1227 // ER_SPECIFIC_ACCESS_DENIED_ERROR
 	errTableAccessDenied    = 1142 // ER_TABLEACCESS_DENIED_ERROR
+	errParse                = 1064 // ER_PARSE_ERROR
 )
 
 func isErrNumber(err error, n uint16) bool {

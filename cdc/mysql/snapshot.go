@@ -105,7 +105,6 @@ type chunk struct {
 	// keys (keyString) of the changes to t the reader received since the
 	// chunk was planned.
 	window  map[string]struct{}
-	noPos   bool // a backfill: no binlog point needed
 	high    binlogPos
 	highSet gomysql.GTIDSet
 	tx      *sql.Conn
@@ -333,17 +332,21 @@ func (sn *snapshotter) planNext(ctx context.Context, r readerAt) (bool, error) {
 		return false, fmt.Errorf("mysql: snapshot of %s: plan a chunk: %w", t.schema.Table, err)
 	}
 
-	c := &chunk{t: t, seq: sn.planN, lo: sn.planLo, hi: hi, done: make(chan struct{}), noPos: sn.backfill}
+	c := &chunk{t: t, seq: sn.planN, lo: sn.planLo, hi: hi, done: make(chan struct{})}
 	conn, err := sn.db.Conn(ctx)
 	if err != nil {
 		return false, fmt.Errorf("mysql: snapshot of %s: %w", t.schema.Table, err)
 	}
 	c.tx = conn
-	begin := c.begin
-	if sn.watermark && !sn.backfill {
-		begin = func(ctx context.Context) error { return c.beginWatermark(ctx, sn.flavor, r, sn.pause) }
+	switch {
+	case sn.backfill: // no binlog is read: the chunk needs no point
+		err = c.open(ctx)
+	case sn.watermark:
+		err = c.beginWatermark(ctx, sn.flavor, r, sn.pause)
+	default:
+		err = c.begin(ctx)
 	}
-	if err := begin(ctx); err != nil {
+	if err != nil {
 		conn.Close()
 		return false, fmt.Errorf("mysql: snapshot of %s: %w", t.schema.Table, err)
 	}
@@ -359,17 +362,20 @@ func (sn *snapshotter) planNext(ctx context.Context, r readerAt) (bool, error) {
 	return true, nil
 }
 
-// begin opens the chunk's transaction and reads its binlog point, unless
-// the run reads no binlog (a backfill) and needs none.
-func (c *chunk) begin(ctx context.Context) error {
+// open opens the chunk's consistent-snapshot transaction.
+func (c *chunk) open(ctx context.Context) error {
 	if _, err := c.tx.ExecContext(ctx, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"); err != nil {
 		return err
 	}
-	if _, err := c.tx.ExecContext(ctx, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"); err != nil {
+	_, err := c.tx.ExecContext(ctx, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+	return err
+}
+
+// begin opens the chunk's transaction and reads its binlog point
+// (MariaDB's binlog_snapshot_file/position).
+func (c *chunk) begin(ctx context.Context) error {
+	if err := c.open(ctx); err != nil {
 		return err
-	}
-	if c.noPos {
-		return nil
 	}
 	rows, err := c.tx.QueryContext(ctx, "SHOW STATUS LIKE 'binlog_snapshot_%'")
 	if err != nil {
@@ -406,9 +412,6 @@ const lowWait = 10 * time.Second
 // beginWatermark opens the chunk's consistent snapshot between a low and a
 // high watermark (see the top of this file) and starts its window.
 func (c *chunk) beginWatermark(ctx context.Context, flavor string, r readerAt, pause time.Duration) error {
-	if _, err := c.tx.ExecContext(ctx, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"); err != nil {
-		return err
-	}
 	deadline := time.Now().Add(lowWait)
 	for {
 		if flavor == gomysql.MySQLFlavor {
@@ -424,13 +427,18 @@ func (c *chunk) beginWatermark(ctx context.Context, flavor string, r readerAt, p
 				continue
 			}
 		}
-		// MySQL has no binlog_snapshot_* status: begin opens the snapshot
-		// only, and the watermarks are GTID sets.
-		c.noPos = flavor == gomysql.MySQLFlavor
+		if flavor == gomysql.MySQLFlavor {
+			// No binlog_snapshot_* status there: the watermarks are GTID
+			// sets.
+			if err := c.open(ctx); err != nil {
+				return err
+			}
+			break
+		}
 		if err := c.begin(ctx); err != nil {
 			return err
 		}
-		if flavor == gomysql.MySQLFlavor || !c.at.less(r.pos) {
+		if !c.at.less(r.pos) {
 			break
 		}
 		// MariaDB: the snapshot misses transactions the reader has already
@@ -494,7 +502,7 @@ func (c *chunk) reached(set gomysql.GTIDSet, pos binlogPos) bool {
 		return set.Contain(c.highSet)
 	}
 	at := c.at
-	if c.window != nil {
+	if c.high.file != "" { // MariaDB with watermarks
 		at = c.high
 	}
 	return pos.file != "" && !pos.less(at)
@@ -672,8 +680,8 @@ func fromSQL(ci *colInfo, v any) (any, error) {
 	case "decimal", "numeric", "fixed", "date", "datetime", "timestamp", "time":
 		return string(b), nil
 	}
-	// Text: convert makes the one string copy it needs of b, which Scan
-	// already copied from the driver's buffer.
+	// Text: b aliases the driver's buffer; convert makes the one string
+	// copy that is kept.
 	return b, nil
 }
 

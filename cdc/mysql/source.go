@@ -338,8 +338,7 @@ func (s *Source) startStream() error {
 // binlogEnd is the server's current binlog file and position.
 func binlogEnd(ctx context.Context, db querier) (binlogPos, error) {
 	rows, err := db.QueryContext(ctx, "SHOW MASTER STATUS")
-	var me *mysql.MySQLError
-	if errors.As(err, &me) && me.Number == 1064 {
+	if isErrNumber(err, errParse) {
 		// MySQL 8.4 removed SHOW MASTER STATUS for this.
 		rows, err = db.QueryContext(ctx, "SHOW BINARY LOG STATUS")
 	}
@@ -726,9 +725,7 @@ func (s *Source) emitChunks(ctx context.Context) (bool, error) {
 		if err := c.wait(ctx); err != nil {
 			return false, err
 		}
-		if n := c.reconcile(); n > 0 {
-			s.snapDropped += int64(n)
-		}
+		s.snapDropped += int64(c.reconcile())
 		sn.inflight[0] = nil
 		sn.inflight = sn.inflight[1:]
 		c.t.used = true
@@ -1017,9 +1014,6 @@ func (s *Source) commit() error {
 	s.cur = nil
 	if s.snap != nil && s.snap.watermark {
 		for _, ch := range s.snap.inflight {
-			if ch.window == nil {
-				continue
-			}
 			for i := range c.recs {
 				ch.note(c.recs[i].t, &c.recs[i].rec)
 			}

@@ -195,6 +195,8 @@ func (s *Source) Open(ctx context.Context, opts pipeline.OpenOptions) (err error
 	if err != nil {
 		return fmt.Errorf("%s.dsn: %v", prefix, err)
 	}
+	// The binlog connections' address and credentials (syncerConfig).
+	s.host, s.port, s.user, s.pass = host, port, dc.User, dc.Passwd
 	if s.cfg.TLS != nil {
 		if s.tls, err = s.cfg.TLS.build(host); err != nil {
 			return err
@@ -250,7 +252,7 @@ func (s *Source) Open(ctx context.Context, opts pipeline.OpenOptions) (err error
 		st.GTID = s.cfg.StartGTID
 	case s.cfg.StartPosition != "":
 		file, pos, _ := parseStartPosition(s.cfg.StartPosition) // Validate checked it
-		if st.GTID, err = s.gtidAtPosition(ctx, host, port, dc.User, dc.Passwd, file, pos); err != nil {
+		if st.GTID, err = s.gtidAtPosition(ctx, file, pos); err != nil {
 			return fmt.Errorf("%s.start_position: %w", prefix, err)
 		}
 		s.log.Info("start position translated to GTIDs", zap.String("start_position", s.cfg.StartPosition), zap.String("gtid", st.GTID))
@@ -293,36 +295,37 @@ func (s *Source) Open(ctx context.Context, opts pipeline.OpenOptions) (err error
 		}
 		s.stopAt = &end
 	}
-	s.host, s.port, s.user, s.pass = host, port, dc.User, dc.Passwd
 	return s.startStream()
+}
+
+// syncerConfig is what every binlog connection of the source shares: the
+// replica id, the server and credentials of the DSN, TLS, go-mysql's log
+// kept to errors, and no retries of go-mysql's own (reconnects are the
+// source's, with backoff and from the last transaction received whole).
+func (s *Source) syncerConfig() replication.BinlogSyncerConfig {
+	return replication.BinlogSyncerConfig{
+		ServerID: s.cfg.ServerID, Flavor: s.flavor,
+		Host: s.host, Port: s.port, User: s.user, Password: s.pass,
+		TLSConfig:        s.tls,
+		DisableRetrySync: true,
+		Logger:           slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 4})),
+	}
 }
 
 // startStream (re)starts the binlog stream after the last transaction
 // received whole.
 func (s *Source) startStream() error {
-	s.syncer = replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
-		ServerID:        s.cfg.ServerID,
-		Flavor:          s.flavor,
-		Host:            s.host,
-		Port:            s.port,
-		User:            s.user,
-		Password:        s.pass,
-		UseDecimal:      true,
-		ParseTime:       true,
-		TLSConfig:       s.tls,
-		HeartbeatPeriod: s.cfg.Heartbeat,
-		// go-mysql decodes ahead into a queue of this many events. Its
-		// default (10,240) holds up to a gigabyte of decoded rows when the
-		// pipeline is slower than decoding; a short queue keeps the reader
-		// busy without that.
-		EventCacheCount: 128,
-		// Three missed heartbeats: the connection is dead.
-		ReadTimeout: 3 * s.cfg.Heartbeat,
-		// Reconnects are the source's own (Read), with backoff and from
-		// the last transaction received whole.
-		DisableRetrySync: true,
-		Logger:           slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 4})),
-	})
+	cfg := s.syncerConfig()
+	cfg.UseDecimal, cfg.ParseTime = true, true
+	cfg.HeartbeatPeriod = s.cfg.Heartbeat
+	// go-mysql decodes ahead into a queue of this many events. Its default
+	// (10,240) holds up to a gigabyte of decoded rows when the pipeline is
+	// slower than decoding; a short queue keeps the reader busy without
+	// that.
+	cfg.EventCacheCount = 128
+	// Three missed heartbeats: the connection is dead.
+	cfg.ReadTimeout = 3 * s.cfg.Heartbeat
+	s.syncer = replication.NewBinlogSyncer(cfg)
 	s.cur = nil
 	s.pos = binlogPos{}
 	streamer, err := s.syncer.StartSyncGTID(s.set.Clone())

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -45,15 +43,11 @@ const scanWait = 30 * time.Second
 // gtidAtPosition returns the GTID set (MariaDB: the GTID position) of the
 // transactions that end at or before offset pos of the binlog file. The
 // offset must fall between two transactions.
-func (s *Source) gtidAtPosition(ctx context.Context, host string, port uint16, user, pass, file string, pos uint32) (string, error) {
-	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
-		ServerID: s.cfg.ServerID, Flavor: s.flavor,
-		Host: host, Port: port, User: user, Password: pass, TLSConfig: s.tls,
-		HeartbeatPeriod:  200 * time.Millisecond,
-		ReadTimeout:      scanWait,
-		DisableRetrySync: true,
-		Logger:           slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 4})),
-	})
+func (s *Source) gtidAtPosition(ctx context.Context, file string, pos uint32) (string, error) {
+	cfg := s.syncerConfig()
+	cfg.HeartbeatPeriod = 200 * time.Millisecond
+	cfg.ReadTimeout = scanWait
+	syncer := replication.NewBinlogSyncer(cfg)
 	defer syncer.Close()
 	streamer, err := syncer.StartSync(gomysql.Position{Name: file, Pos: 4})
 	if err != nil {

@@ -89,6 +89,9 @@ type program struct {
 	path, src string
 	prog      *vm.Program
 	refs      []ref
+	// strict: the expression fails whenever one of refs is NULL (see
+	// nullStrict), so a tolerant evaluation can skip running it.
+	strict bool
 }
 
 type ref struct {
@@ -496,6 +499,7 @@ func (c *compiler) compile(path, src string, asBool bool) (*program, error) {
 			}
 		}
 	})
+	p.strict = !all && len(p.refs) > 0 && nullStrict(p.prog.Node())
 	if all {
 		// $env["odd name"] may read any column.
 		p.refs = p.refs[:0]
@@ -552,6 +556,27 @@ func compileExpr(path, src string, env map[string]any, fns *funcs, asBool bool) 
 		return nil, reErr
 	}
 	return &program{path: path, src: src, prog: prog}, nil
+}
+
+// nullStrict reports an expression that fails whenever a column it reads
+// is NULL: arithmetic (+ - * / % **, unary minus) over columns and
+// literals only. expr's arithmetic refuses a nil operand, and with nothing
+// else in the tree (no ??, conditionals, comparisons or calls, which may
+// handle or skip a NULL) every operand is evaluated.
+// TestNullStrictFails holds expr to that.
+func nullStrict(n ast.Node) bool {
+	switch n := n.(type) {
+	case *ast.IdentifierNode, *ast.IntegerNode, *ast.FloatNode, *ast.StringNode, *ast.ConstantNode:
+		return true
+	case *ast.UnaryNode:
+		return n.Operator == "-" && nullStrict(n.Node)
+	case *ast.BinaryNode:
+		switch n.Operator {
+		case "+", "-", "*", "/", "%", "**":
+			return nullStrict(n.Left) && nullStrict(n.Right)
+		}
+	}
+	return false
 }
 
 type visitFunc func(ast.Node)

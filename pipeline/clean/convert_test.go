@@ -2,7 +2,9 @@ package clean
 
 import (
 	"math"
+	"math/rand/v2"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -226,5 +228,70 @@ func TestRegexCacheIsBounded(t *testing.T) {
 	}
 	if len(f.regex) > regexCacheSize {
 		t.Errorf("cache holds %d patterns", len(f.regex))
+	}
+}
+
+// The fast path of floatToDecimal gives what formatting the float and
+// parsing the text gives, whenever it answers: random values at every
+// scale, values that print as exact halves and their neighbours, and
+// products of two decimals (the derived-column case).
+func TestRoundFloatScaled(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	slow := func(f float64, scale int) int64 {
+		s := strconv.FormatFloat(f, 'g', -1, 64)
+		u, err := parseDecimal(s, scale, roundHalfAway)
+		if err != nil {
+			t.Fatalf("%v: %v", s, err)
+		}
+		return u
+	}
+	answered, checked := 0, 0
+	check := func(f float64, scale int) bool {
+		checked++
+		u, ok := roundFloatScaled(f * pow10f[scale])
+		if !ok {
+			return false
+		}
+		answered++
+		if want := slow(f, scale); u != want {
+			t.Fatalf("%v at scale %d: fast path %d, formatting %d", f, scale, u, want)
+		}
+		return true
+	}
+	products, productsFast := 0, 0
+	for range 200_000 {
+		scale := r.IntN(10)
+		var f float64
+		product := false
+		switch r.IntN(4) {
+		case 0:
+			f = (r.Float64() - 0.5) * math.Pow(10, float64(r.IntN(12)))
+		case 1:
+			// prints as an exact half at this scale: 12.345 at scale 2
+			f = (float64(r.Int64N(1_000_000)) + 0.5) / pow10f[scale]
+		case 2:
+			f = math.Nextafter((float64(r.Int64N(1_000_000))+0.5)/pow10f[scale], math.Inf(2*r.IntN(2)-1))
+		default:
+			f = float64(r.Int64N(1_000_000)) / 100 * 0.92
+			scale = 2
+			product = true
+			products++
+		}
+		if r.IntN(2) == 0 {
+			f = -f
+		}
+		if check(f, scale) && product {
+			productsFast++
+		}
+	}
+	for _, f := range []float64{0, 0.5, 1.005, 2.675, 1e-9, 0.125, 4294967.2955, 42949672.95} {
+		for scale := range 10 {
+			check(f, scale)
+			check(-f, scale)
+		}
+	}
+	t.Logf("fast path answered %d of %d", answered, checked)
+	if productsFast < products*9/10 {
+		t.Fatalf("the fast path answered only %d of %d products at scale 2", productsFast, products)
 	}
 }

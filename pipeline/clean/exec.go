@@ -298,7 +298,14 @@ func equalValue(a, b any) bool {
 // quiet: the caller only needs to know that it failed (no message).
 func (p *Plan) run(prog *program, row []any, quiet bool) (any, *rowError) {
 	for _, r := range prog.refs {
-		p.env[r.name] = envValue(row[r.idx])
+		v := row[r.idx]
+		if v == nil && quiet && prog.strict {
+			// It would fail: skip expr's panic, recover and message
+			// (update before-images that carry only the key reach here
+			// for every expression over other columns).
+			return nil, &rowError{col: -1}
+		}
+		p.env[r.name] = envValue(v)
 	}
 	out, err := p.vm.Run(prog.prog, p.env)
 	if err != nil && quiet {

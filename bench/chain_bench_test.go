@@ -69,9 +69,9 @@ import (
 //
 // # Cost
 //
-// On 2 shared cores at 10M keys a plain run takes 15-35 s and a chain run
-// 55-105 s, each check 2-10 s, the replay 5 s: a round takes 2.5-4.5
-// minutes, and the default 2 rounds 6-10 minutes (measured, quiet and
+// On 2 shared cores at 10M keys a plain run takes 13-35 s and a chain run
+// 42-105 s, each check 2-10 s, the replay 5 s: a round takes 2-4.5
+// minutes, and the default 2 rounds 4-10 minutes (measured, quiet and
 // loaded machine), on top of the rest of `make bench`. Hence 2
 // rounds and not 3. The rates reported are medians (median takes the
 // upper middle, so of 2 runs the faster: the one other users of the

@@ -116,8 +116,9 @@
 // it out, and per-batch scratch, whatever the key count. Pebble's memtables
 // (16 MiB each) now only take the small writes of Snapshot. In a binary
 // built with cgo Pebble allocates its cache and memtables through C: with
-// glibc, one malloc arena (MALLOC_ARENA_MAX=1, which sluice sets itself)
-// keeps the process' RSS close to that figure (see the benchmark). Pebble's
+// glibc, one malloc arena and a pinned mmap threshold (MALLOC_ARENA_MAX=1,
+// MALLOC_MMAP_THRESHOLD_=131072, both of which sluice sets itself)
+// keep the process' RSS close to that figure (see the benchmark). Pebble's
 // options are set in store.go, each with its reason.
 //
 // # Concurrency

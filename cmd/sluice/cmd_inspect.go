@@ -47,7 +47,7 @@ kind, savepoint name, creation time, whether every table committed it, and
 the source positions it resumes from.
 
 The store can be open in one process only: while a daemon of this job
-runs, stop it first (its status page shows the same information).`,
+runs, stop it first.`,
 		Args: cobra.NoArgs,
 		RunE: a.runE(func(*cobra.Command, []string) error {
 			cfg, err := LoadConfig(file)

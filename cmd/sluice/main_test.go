@@ -389,3 +389,20 @@ func TestExecuteInProcess(t *testing.T) {
 		})
 	}
 }
+
+// The C constructor pins glibc's mmap threshold (and limits the arenas)
+// in every cgo build on Linux, unless the environment says otherwise.
+func TestMallocTuning(t *testing.T) {
+	if !cgoMalloc {
+		if oneMallocArena() || mmapThresholdFixed() {
+			t.Fatal("a binary without cgo reports malloc tuning")
+		}
+		t.Skip("no cgo: nothing is allocated through C")
+	}
+	if os.Getenv("MALLOC_MMAP_THRESHOLD_") == "" && !mmapThresholdFixed() {
+		t.Error("the mmap threshold was not pinned")
+	}
+	if os.Getenv("MALLOC_ARENA_MAX") == "" && !oneMallocArena() {
+		t.Error("malloc was not limited to one arena")
+	}
+}

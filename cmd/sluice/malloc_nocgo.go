@@ -8,3 +8,6 @@ func oneMallocArena() bool { return false }
 
 // cgoMalloc: Pebble allocates its cache and memtables on the Go heap.
 const cgoMalloc = false
+
+// mmapThresholdFixed does nothing without cgo.
+func mmapThresholdFixed() bool { return false }

@@ -507,7 +507,11 @@ func (t *task) checkpoint(ctx context.Context, id uint64) error {
 		Sources:   make(map[string]checkpoint.Position, len(cfg.Sources)),
 		Operators: make(map[string][]byte, len(cfg.Operators)),
 	}
-	if t.stopping && m.Kind == checkpoint.KindPeriodic {
+	// The run's last checkpoint is final whatever began it: a periodic
+	// one may be pending when a stop is asked for or the last source
+	// ends, and then it is the one that covers the end (maybeFinish's
+	// last).
+	if (t.stopping || t.live == 0) && m.Kind == checkpoint.KindPeriodic {
 		m.Kind = checkpoint.KindFinal
 	}
 	for i, s := range cfg.Sources {

@@ -368,3 +368,35 @@ func TestRunnerSavepointAndRestore(t *testing.T) {
 		t.Errorf("restored source at %d, want savepoint position %d", b.next, want)
 	}
 }
+
+// The last checkpoint of a bounded run is final, also when the last
+// source ends while a periodic checkpoint it triggered is still pending
+// (the count reaches max_records with the last batch). Which of the two
+// comes first is a race, so the run is repeated.
+func TestRunnerLastCheckpointIsFinal(t *testing.T) {
+	periodic := 0
+	for i := 0; i < 200; i++ {
+		st := openStore(t, t.TempDir())
+		src := &countSource{name: "a", n: 99}
+		r, err := NewRunner(RunnerConfig{Job: "job", Sources: []Source{src}, Sink: newMemSink(), Store: st,
+			Policy: checkpoint.Config{MaxRecords: 99, Interval: time.Hour}, AvailableNow: true, QueueDepth: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		m, err := st.Latest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Kind != checkpoint.KindFinal || m.Sources["a"].Summary != "next=99" {
+			periodic++
+			t.Errorf("run %d: last manifest is %s at %s", i, m.Kind, m.Sources["a"].Summary)
+		}
+		st.Close()
+		if periodic > 3 {
+			t.FailNow()
+		}
+	}
+}

@@ -486,7 +486,7 @@ func (t *task) maybeFinish(ctx context.Context) (bool, error) {
 			c.release <- last
 		}
 	}
-	err := t.checkpoint(ctx, id)
+	err := t.checkpoint(ctx, id, last)
 	for _, w := range t.spWaiters {
 		w <- err
 	}
@@ -498,8 +498,9 @@ func (t *task) maybeFinish(ctx context.Context) (bool, error) {
 	return last, nil
 }
 
-// checkpoint runs protocol steps 2 to 6 for checkpoint id.
-func (t *task) checkpoint(ctx context.Context, id uint64) error {
+// checkpoint runs protocol steps 2 to 6 for checkpoint id; last says it
+// ends the run (maybeFinish's last).
+func (t *task) checkpoint(ctx context.Context, id uint64, last bool) error {
 	cfg := t.r.cfg
 	started := time.Now()
 	m := &checkpoint.Manifest{
@@ -509,9 +510,8 @@ func (t *task) checkpoint(ctx context.Context, id uint64) error {
 	}
 	// The run's last checkpoint is final whatever began it: a periodic
 	// one may be pending when a stop is asked for or the last source
-	// ends, and then it is the one that covers the end (maybeFinish's
-	// last).
-	if (t.stopping || t.live == 0) && m.Kind == checkpoint.KindPeriodic {
+	// ends, and then it is the one that covers the end.
+	if last && m.Kind == checkpoint.KindPeriodic {
 		m.Kind = checkpoint.KindFinal
 	}
 	for i, s := range cfg.Sources {

@@ -2,6 +2,7 @@ package clean
 
 import (
 	"fmt"
+	"regexp"
 	"testing"
 	"time"
 
@@ -54,7 +55,7 @@ func TestNullStrictFails(t *testing.T) {
 			continue
 		}
 		for n := range types {
-			if !containsIdent(src, n) {
+			if !regexp.MustCompile(`\b` + n + `\b`).MatchString(src) {
 				continue
 			}
 			run := map[string]any{}
@@ -83,22 +84,4 @@ func TestNullStrictFails(t *testing.T) {
 			t.Errorf("%s: classified null-strict", src)
 		}
 	}
-}
-
-func containsIdent(src, name string) bool {
-	for i := 0; i+len(name) <= len(src); i++ {
-		if src[i:i+len(name)] != name {
-			continue
-		}
-		before := i == 0 || !isIdentByte(src[i-1])
-		after := i+len(name) == len(src) || !isIdentByte(src[i+len(name)])
-		if before && after {
-			return true
-		}
-	}
-	return false
-}
-
-func isIdentByte(c byte) bool {
-	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }

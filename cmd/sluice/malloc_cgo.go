@@ -52,6 +52,6 @@ func oneMallocArena() bool { return C.sluice_one_malloc_arena_done() != 0 }
 // come from the brk heap, where freed space is rarely returned to the
 // system and the cache's small blocks fragment around it. Pinned, every
 // large allocation is its own mapping, returned when freed and resident
-// only where touched. A dedupe job over 10M keys peaked at 334 MB instead
-// of 381 MB, for the same CPU.
+// only where touched. A dedupe job over 10M keys peaked at 334-347 MB
+// instead of 381 MB, for the same CPU.
 func mmapThresholdFixed() bool { return C.sluice_mmap_threshold_done() != 0 }

@@ -107,11 +107,10 @@ func (cs *chainSetup) verifyFiles(ctx context.Context, cfg *lake.Config, withCha
 	var data, deletes []seqFile
 	seqs := map[int64]bool{}
 	for _, mf := range manifests {
-		entries, err := mf.FetchEntries(fs, true)
-		if err != nil {
-			return err
-		}
-		for _, e := range entries {
+		for e, err := range mf.Entries(fs, true) {
+			if err != nil {
+				return err
+			}
 			df := e.DataFile()
 			f := seqFile{path: df.FilePath(), seq: e.SequenceNum()}
 			seqs[f.seq] = true
